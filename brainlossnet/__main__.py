@@ -1,0 +1,3 @@
+from brainlossnet.bids_app.run import main
+
+raise SystemExit(main())

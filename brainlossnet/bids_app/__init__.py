@@ -1,0 +1,1 @@
+"""The BIDS App: command line, BIDS queries, pairing, derivatives and group table."""

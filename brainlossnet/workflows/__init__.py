@@ -1,0 +1,1 @@
+"""Pydra workflows wiring the stage interfaces together."""
