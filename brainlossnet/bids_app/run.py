@@ -1,0 +1,229 @@
+"""Entry point of the BIDS App: ``brainlossnet bids_dir output_dir {participant,group}``.
+
+Exit codes (BIDS execution spec / sysexits): 0 every pair ok; 1 some pair failed (its
+row in group_bvl.tsv says why); 64 usage error; 66 input missing (no BIDS dataset, an
+unknown participant, a filter that selects nothing, no subject with two sessions);
+73 output_dir or the work dir cannot be created or lie inside bids_dir.
+
+``brainlossnet demo ...`` and ``brainlossnet train ...`` are dispatched to their own
+entry points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from brainlossnet.bids_app.cli.parser import EXIT_USAGE, parse_args
+from brainlossnet.bids_app.derivatives import (
+    PAIR_JSON_GLOB,
+    OutputDirError,
+    pair_prefix,
+    prepare_output_dir,
+    write_dataset_description,
+    write_pair,
+)
+from brainlossnet.bids_app.group import merge_into_table, rebuild_table
+from brainlossnet.bids_app.layout import (
+    FilterFileError,
+    InputMissingError,
+    collect_sessions,
+    load_bids_filters,
+    open_layout,
+)
+from brainlossnet.bids_app.pairing import make_pairs
+from brainlossnet.calibration import profile_path
+
+LOGGER = logging.getLogger("brainlossnet")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_NOINPUT = 66
+EXIT_CANTCREAT = 73
+
+SUBCOMMANDS = {
+    "demo": "brainlossnet.bids_app.demo",
+    "train": "brainlossnet.bids_app.cli.train",
+}
+"""First-argument subcommands and the modules whose ``main(argv)`` runs them."""
+
+
+def _configure_logging(verbosity: int) -> None:
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+    LOGGER.setLevel(logging.DEBUG if verbosity > 0 else logging.INFO)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def _prepare_work_dir(work_dir: Path, bids_dir: Path, output_dir: Path) -> None:
+    if work_dir.resolve().is_relative_to(bids_dir.resolve()):
+        raise OutputDirError(
+            f"{work_dir}: work directory lies inside the BIDS dataset {bids_dir}; "
+            "choose another -w/--work-dir"
+        )
+    if work_dir.resolve().is_relative_to(output_dir.resolve()):
+        LOGGER.warning("%s: the work directory lies inside the output directory; "
+                       "derivatives are easier to share without it", work_dir)
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputDirError(f"{work_dir}: cannot create work directory ({err.strerror})") from None
+
+
+def _calibration(value: str) -> str:
+    """Check a ``--calibration`` value early; return it, as an absolute path if a file."""
+    try:
+        path = profile_path(value)
+    except FileNotFoundError as err:
+        raise InputMissingError(str(err)) from None
+    return str(path) if Path(value).is_file() else value
+
+
+def run_participant(opts: argparse.Namespace) -> int:
+    """Participant level: compute every selected pair and write its derivatives.
+
+    Parameters
+    ----------
+    opts : argparse.Namespace
+        From :func:`brainlossnet.bids_app.cli.parser.parse_args`.
+
+    Returns
+    -------
+    int
+        0 when every pair is ok, 1 when some pair failed.
+
+    Raises
+    ------
+    InputMissingError, FilterFileError, OutputDirError
+        Mapped to exit codes 66, 64 and 73 by :func:`main`.
+    """
+    layout = open_layout(opts.bids_dir, opts.participant_label)
+    filters = load_bids_filters(opts.bids_filter_file) if opts.bids_filter_file else {}
+    calibration = _calibration(opts.calibration)
+    sessions = collect_sessions(layout, opts.participant_label, opts.session_label, filters)
+    pairs, skipped = make_pairs(sessions, opts.pairing)
+    for subject in skipped:
+        LOGGER.warning("sub-%s skipped: %s", subject.subject, subject.reason)
+    if not pairs:
+        raise InputMissingError(
+            f"{opts.bids_dir}: no selected participant has two sessions with a T1w image"
+        )
+    from brainlossnet.workflows.participant import PairResult, PipelineOptions, run_pairs
+
+    prepare_output_dir(opts.output_dir, opts.bids_dir)
+    _prepare_work_dir(opts.work_dir, opts.bids_dir, opts.output_dir)
+    LOGGER.info("%d pair(s) of %d participant(s), pairing %r; work dir %s",
+                len(pairs), len({p.baseline.subject for p in pairs}), opts.pairing, opts.work_dir)
+    options = PipelineOptions(device=opts.device, calibration=calibration,
+                              crop_shape=opts.crop_shape, seed=opts.seed)
+    specs = [pair.spec for pair in pairs]
+    try:
+        results = run_pairs(specs, work_dir=opts.work_dir, options=options, plugin=opts.plugin,
+                            nprocs=opts.nprocs, plugin_args=opts.plugin_args)
+    except Exception as err:  # the workflow engine itself failed: every pair failed
+        LOGGER.exception("the workflow did not run")
+        results = [PairResult(pair=spec, status="failed", message=f"workflow error: {_one_line(err)}",
+                              metrics={}, files={}) for spec in specs]
+    by_spec = {result.pair: result for result in results}
+
+    recorded: dict[str, Any] = {
+        "pairing": opts.pairing, "device": opts.device, "calibration": calibration,
+        "crop_shape": list(opts.crop_shape), "seed": opts.seed,
+    }
+    records = []
+    try:
+        write_dataset_description(opts.output_dir, opts.bids_dir)
+        for pair, spec in zip(pairs, specs):
+            result = by_spec.get(spec) or PairResult(
+                pair=spec, status="failed", message="the workflow returned no result for this pair",
+                metrics={}, files={})
+            name = pair_prefix(spec.subject, spec.session_bl, spec.session_fu)
+            if result.status == "ok":
+                LOGGER.info("%s: BVL %s %%", name, result.metrics.get("bvl"))
+            else:
+                LOGGER.error("%s failed: %s", name, result.message)
+            records.append(write_pair(opts.output_dir, pair, result, bids_dir=opts.bids_dir,
+                                      options=recorded, save_intermediates=opts.save_intermediates))
+        table = merge_into_table(opts.output_dir, records)
+    except OSError as err:
+        raise OutputDirError(f"{opts.output_dir}: cannot write outputs ({_one_line(err)})") from err
+    n_failed = sum(record["status"] != "ok" for record in records)
+    LOGGER.info("done: %d pair(s) ok, %d failed, %d participant(s) skipped; table %s",
+                len(records) - n_failed, n_failed, len(skipped), table)
+    return EXIT_FAILURE if n_failed else EXIT_OK
+
+
+def run_group(opts: argparse.Namespace) -> int:
+    """Group level: rebuild ``group_bvl.tsv`` from the per-pair results in output_dir.
+
+    Returns
+    -------
+    int
+        0, or 1 when some result file could not be read (it is left out and named
+        in the log).
+
+    Raises
+    ------
+    InputMissingError
+        If output_dir holds no per-pair result.
+    """
+    if opts.participant_label or opts.session_label:
+        LOGGER.info("the group level gathers every pair in output_dir; label filters are ignored")
+    if not any(opts.output_dir.glob(PAIR_JSON_GLOB)):
+        raise InputMissingError(f"{opts.output_dir}: no per-pair results; "
+                                "run the participant level first")
+    table, n_rows, problems = rebuild_table(opts.output_dir)
+    for problem in problems:
+        LOGGER.error("%s", problem)
+    LOGGER.info("%s: %d pair(s)", table, n_rows)
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the BIDS App (or a subcommand) and return its exit code.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``). A first
+        argument ``demo`` or ``train`` runs that subcommand with the rest.
+
+    Returns
+    -------
+    int
+        Exit code, see the module docstring.
+    """
+    os.environ["NO_ET"] = "1"  # no Pydra/etelemetry version check over the network
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        entry = importlib.import_module(SUBCOMMANDS[args[0]])
+        return int(entry.main(args[1:]) or 0)
+    try:
+        opts = parse_args(args)
+    except SystemExit as exit_:
+        return EXIT_OK if exit_.code is None else int(exit_.code)
+    _configure_logging(opts.verbose)
+    try:
+        if opts.analysis_level == "group":
+            return run_group(opts)
+        return run_participant(opts)
+    except InputMissingError as err:
+        LOGGER.error("%s", err)
+        return EXIT_NOINPUT
+    except FilterFileError as err:
+        LOGGER.error("%s", err)
+        return EXIT_USAGE
+    except OutputDirError as err:
+        LOGGER.error("%s", err)
+        return EXIT_CANTCREAT
