@@ -1,0 +1,86 @@
+"""Calibration profiles: the constants of distortion correction and rescaling (Eqs. 6, 8).
+
+A profile is a small versioned JSON document. Profiles shipped with the package live in
+``brainlossnet/data/calibration/<name>.json``; users pass a name or a path to their own.
+Each profile says which registration model it belongs to: constants fitted for one network
+do not carry over to another (the paper's 0.95/0.30 belong to the paper's closed network).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PROFILE = "default"
+
+
+@dataclass(frozen=True)
+class CalibrationProfile:
+    """Constants of Eqs. 6 and 8 with their provenance."""
+
+    name: str
+    version: str
+    m_tiv: float
+    m_scale: float
+    model: str
+    description: str
+    fit: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.m_scale > 0:
+            raise ValueError(f"calibration profile {self.name!r}: m_scale must be > 0, got {self.m_scale}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def shipped_profiles() -> list[str]:
+    """Names of the profiles that ship inside the package."""
+    folder = resources.files("brainlossnet") / "data" / "calibration"
+    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def profile_from_dict(document: dict[str, Any]) -> CalibrationProfile:
+    """A profile from its JSON document; unknown keys are an error, so typos do not pass silently."""
+    return CalibrationProfile(**document)
+
+
+def profile_path(name_or_path: str | Path = DEFAULT_PROFILE) -> Path:
+    """The JSON file of a shipped profile (by name) or of a user's profile (by path).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the name is not shipped and no such file exists.
+    """
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".json" or candidate.exists():
+        if not candidate.is_file():
+            raise FileNotFoundError(f"calibration profile file not found: {candidate}")
+        return candidate.resolve()
+    shipped = resources.files("brainlossnet") / "data" / "calibration" / f"{name_or_path}.json"
+    if not shipped.is_file():
+        raise FileNotFoundError(
+            f"unknown calibration profile {name_or_path!r}; shipped: {', '.join(shipped_profiles())}"
+        )
+    return Path(str(shipped))
+
+
+def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> CalibrationProfile:
+    """Load a shipped profile by name, or a user's profile from a JSON file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the name is not shipped and no such file exists.
+    ValueError
+        If the document is not a valid profile.
+    """
+    path = profile_path(name_or_path)
+    try:
+        return profile_from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as error:
+        raise ValueError(f"{path}: not a valid calibration profile ({error})") from error

@@ -1,0 +1,37 @@
+"""Reading and writing the NIfTI files that stages pass to each other."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+
+def load_image(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A NIfTI image as a float32 array (scaling applied) and its voxel-to-world affine."""
+    image = nib.load(str(path))
+    return np.asarray(image.get_fdata(dtype=np.float32)), np.asarray(image.affine, dtype=float)
+
+
+def save_image(array: np.ndarray, affine: np.ndarray, path: Path, dtype: type = np.float32) -> Path:
+    """Write an array as NIfTI (sform and qform set to ``affine``) and return the path."""
+    image = nib.Nifti1Image(np.asarray(array, dtype=dtype), affine)
+    image.set_data_dtype(dtype)
+    image.set_sform(affine, code=1)
+    image.set_qform(affine, code=1)
+    nib.save(image, str(path))
+    return path
+
+
+def save_json(document: dict[str, Any], path: Path) -> Path:
+    """Write a JSON document (sorted keys, indented) and return the path."""
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_json(path: str | Path) -> dict[str, Any]:
+    """Read a JSON document."""
+    return json.loads(Path(path).read_text())

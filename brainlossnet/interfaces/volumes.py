@@ -1,0 +1,66 @@
+"""Pair stages: warp the masks both ways and measure volumes; correct and rescale the change."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pydra
+from fileformats.generic import File
+
+from brainlossnet.calibration import load_profile
+from brainlossnet.geometry import voxel_sizes_mm
+from brainlossnet.interfaces.nifti import load_image, load_json, save_json
+from brainlossnet.registration import warp
+from brainlossnet.volumetry import PairVolumes, brain_volume_loss, volume_ml
+
+
+@pydra.mark.annotate({"return": {"volumes": File, "elapsed_s": float}})
+def measure_volumes(
+    bl_parenchyma: File,
+    bl_intracranial: File,
+    fu_parenchyma: File,
+    fu_intracranial: File,
+    field_fw: File,
+    field_bw: File,
+) -> tuple[Path, float]:
+    """Native and warped mask volumes (ml): BL masks to FU with the forward field, FU to BL backward."""
+    start = time.perf_counter()
+    masks = {name: load_image(path) for name, path in (
+        ("bpv_bl", bl_parenchyma), ("tiv_bl", bl_intracranial),
+        ("bpv_fu", fu_parenchyma), ("tiv_fu", fu_intracranial),
+    )}
+    voxel_mm = voxel_sizes_mm(masks["bpv_bl"][1])
+    forward = np.moveaxis(load_image(field_fw)[0], -1, 0)
+    backward = np.moveaxis(load_image(field_bw)[0], -1, 0)
+    volumes = PairVolumes(
+        bpv_bl_ml=volume_ml(masks["bpv_bl"][0], voxel_mm),
+        bpv_fu_ml=volume_ml(masks["bpv_fu"][0], voxel_mm),
+        bpv_fu_from_bl_ml=volume_ml(warp(masks["bpv_bl"][0], forward), voxel_mm),
+        bpv_bl_from_fu_ml=volume_ml(warp(masks["bpv_fu"][0], backward), voxel_mm),
+        tiv_bl_ml=volume_ml(masks["tiv_bl"][0], voxel_mm),
+        tiv_fu_ml=volume_ml(masks["tiv_fu"][0], voxel_mm),
+        tiv_fu_from_bl_ml=volume_ml(warp(masks["tiv_bl"][0], forward), voxel_mm),
+        tiv_bl_from_fu_ml=volume_ml(warp(masks["tiv_fu"][0], backward), voxel_mm),
+    )
+    return save_json(asdict(volumes), Path.cwd() / "volumes.json"), time.perf_counter() - start
+
+
+@pydra.mark.annotate({"return": {"result": File, "elapsed_s": float}})
+def correct(volumes: File, calibration: File) -> tuple[Path, float]:
+    """Percent changes (Eqs. 1-4) and the corrected, rescaled BVL (Eqs. 6, 8-10).
+
+    ``calibration`` is the profile's JSON file, so the cache follows its content.
+    """
+    start = time.perf_counter()
+    pair_volumes = PairVolumes(**load_json(volumes))
+    profile = load_profile(calibration)
+    loss = brain_volume_loss(pair_volumes, m_tiv=profile.m_tiv, m_scale=profile.m_scale)
+    document = {**asdict(pair_volumes), **loss.as_dict(), "calibration": profile.as_dict()}
+    return save_json(document, Path.cwd() / "brain_volume_loss.json"), time.perf_counter() - start
+
+
+measure_volumes_task = pydra.mark.task(measure_volumes)
+correct_task = pydra.mark.task(correct)

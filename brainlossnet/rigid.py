@@ -1,0 +1,78 @@
+"""Rigid registration of two head images with ANTs (antspyx), expressed as RAS world maps.
+
+ANTs works in LPS world coordinates and reports a centred matrix-plus-translation; this
+module converts both ways so that the rest of the package sees plain 4x4 RAS+ matrices.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import ants
+import numpy as np
+
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+AFFINE_ITERATIONS = (100, 50)
+"""Optimiser iterations per level: two levels (4 mm and 2 mm) reach a rigid error of a few
+hundredths of a mm on a 1 mm head crop; a full-resolution level triples the time for
+nothing that the non-linear stage does not absorb anyway."""
+AFFINE_SHRINK_FACTORS = (4, 2)
+AFFINE_SMOOTHING_VOXELS = (2, 1)
+
+
+def to_ants_image(image: np.ndarray, affine: np.ndarray) -> ants.ANTsImage:
+    """An ANTs image with the geometry of a RAS voxel-to-world affine."""
+    affine_lps = _RAS_TO_LPS @ np.asarray(affine, dtype=float)
+    spacing = np.linalg.norm(affine_lps[:3, :3], axis=0)
+    direction = affine_lps[:3, :3] / spacing
+    return ants.from_numpy(
+        np.asarray(image, dtype=np.float32),
+        origin=tuple(float(v) for v in affine_lps[:3, 3]),
+        spacing=tuple(float(v) for v in spacing),
+        direction=direction,
+    )
+
+
+def _read_world_transform(transform_path: str) -> np.ndarray:
+    """The RAS 4x4 matrix of an ANTs rigid/affine transform file (fixed -> moving points)."""
+    transform = ants.read_transform(transform_path)
+    parameters = np.asarray(transform.parameters, dtype=float)
+    center = np.asarray(transform.fixed_parameters, dtype=float)
+    matrix = parameters[:9].reshape(3, 3)
+    translation = parameters[9:12]
+    world_lps = np.eye(4)
+    world_lps[:3, :3] = matrix
+    world_lps[:3, 3] = translation + center - matrix @ center
+    return _RAS_TO_LPS @ world_lps @ _RAS_TO_LPS
+
+
+def register_rigid(
+    fixed: np.ndarray,
+    fixed_affine: np.ndarray,
+    moving: np.ndarray,
+    moving_affine: np.ndarray,
+    *,
+    seed: int = 0,
+) -> np.ndarray:
+    """Rigid transform between two images of one head, by ANTs (Mattes mutual information).
+
+    Returns
+    -------
+    numpy.ndarray
+        4x4 RAS world matrix mapping a point of the fixed image to the corresponding
+        point of the moving image (ANTs' convention for a forward transform).
+    """
+    with tempfile.TemporaryDirectory(prefix="blnet-rigid-") as scratch:
+        result = ants.registration(
+            fixed=to_ants_image(fixed, fixed_affine),
+            moving=to_ants_image(moving, moving_affine),
+            type_of_transform="Rigid",
+            outprefix=os.path.join(scratch, "rigid_"),
+            random_seed=seed,
+            aff_iterations=AFFINE_ITERATIONS,
+            aff_shrink_factors=AFFINE_SHRINK_FACTORS,
+            aff_smoothing_sigmas=AFFINE_SMOOTHING_VOXELS,
+        )
+        return _read_world_transform(result["fwdtransforms"][0])

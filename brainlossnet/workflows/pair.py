@@ -1,0 +1,104 @@
+"""The Pydra workflow of one BL/FU pair: every stage of the method, wired file to file."""
+
+from __future__ import annotations
+
+import pydra
+from fileformats.generic import File
+
+from brainlossnet.geometry import CROP_SHAPE
+from brainlossnet.interfaces.halfway import rigid_halfway_task
+from brainlossnet.interfaces.preprocess import crop_task, reslice_task
+from brainlossnet.interfaces.register import register_task
+from brainlossnet.interfaces.segment import segment_task
+from brainlossnet.interfaces.volumes import correct_task, measure_volumes_task
+
+STAGES: tuple[str, ...] = ("reslice", "crop", "rigid_halfway", "segment", "register", "volumes", "correct")
+"""Stage names, in order, as reported in the per-stage timings."""
+
+STAGE_NODES: dict[str, tuple[str, ...]] = {
+    "reslice": ("reslice_bl", "reslice_fu"),
+    "crop": ("crop_bl", "crop_fu"),
+    "rigid_halfway": ("rigid_halfway",),
+    "segment": ("segment_bl", "segment_fu"),
+    "register": ("register_fw", "register_bw"),
+    "volumes": ("volumes",),
+    "correct": ("correct",),
+}
+"""The workflow nodes that make up each stage (BL and FU, or forward and backward)."""
+
+
+def init_pair_wf(
+    *,
+    name: str = "pair_wf",
+    crop_shape: tuple[int, int, int] = CROP_SHAPE,
+    device: str = "auto",
+    seed: int = 0,
+) -> pydra.Workflow:
+    """Build (without running) the workflow that turns one BL/FU pair into a BVL.
+
+    Inputs: ``t1w_bl``, ``t1w_fu`` (the source scans) and ``calibration`` (a profile
+    JSON file). Outputs: ``result`` (JSON with every volume and percent change),
+    ``transform`` (rigid halfway), the halfway images, masks and displacement fields,
+    and ``<node>_s`` run times.
+    """
+    wf = pydra.Workflow(name=name, input_spec={"t1w_bl": File, "t1w_fu": File, "calibration": File})
+    for session in ("bl", "fu"):
+        source = getattr(wf.lzin, f"t1w_{session}")
+        wf.add(reslice_task(name=f"reslice_{session}", in_file=source))
+        wf.add(crop_task(
+            name=f"crop_{session}",
+            in_file=getattr(wf, f"reslice_{session}").lzout.out_file,
+            crop_shape=tuple(crop_shape),
+        ))
+    wf.add(rigid_halfway_task(
+        name="rigid_halfway",
+        bl_crop=wf.crop_bl.lzout.out_file,
+        fu_crop=wf.crop_fu.lzout.out_file,
+        bl_source=wf.lzin.t1w_bl,
+        fu_source=wf.lzin.t1w_fu,
+        seed=seed,
+    ))
+    wf.add(segment_task(name="segment_bl", in_file=wf.rigid_halfway.lzout.bl_halfway))
+    wf.add(segment_task(name="segment_fu", in_file=wf.rigid_halfway.lzout.fu_halfway))
+    wf.add(register_task(
+        name="register_fw",
+        moving=wf.rigid_halfway.lzout.bl_halfway,
+        fixed=wf.rigid_halfway.lzout.fu_halfway,
+        device=device,
+    ))
+    wf.add(register_task(
+        name="register_bw",
+        moving=wf.rigid_halfway.lzout.fu_halfway,
+        fixed=wf.rigid_halfway.lzout.bl_halfway,
+        device=device,
+    ))
+    wf.add(measure_volumes_task(
+        name="volumes",
+        bl_parenchyma=wf.segment_bl.lzout.parenchyma,
+        bl_intracranial=wf.segment_bl.lzout.intracranial,
+        fu_parenchyma=wf.segment_fu.lzout.parenchyma,
+        fu_intracranial=wf.segment_fu.lzout.intracranial,
+        field_fw=wf.register_fw.lzout.field,
+        field_bw=wf.register_bw.lzout.field,
+    ))
+    wf.add(correct_task(name="correct", volumes=wf.volumes.lzout.volumes, calibration=wf.lzin.calibration))
+    wf.set_output(
+        [
+            ("result", wf.correct.lzout.result),
+            ("transform", wf.rigid_halfway.lzout.transform),
+            ("bl_halfway", wf.rigid_halfway.lzout.bl_halfway),
+            ("fu_halfway", wf.rigid_halfway.lzout.fu_halfway),
+            ("bl_parenchyma", wf.segment_bl.lzout.parenchyma),
+            ("fu_parenchyma", wf.segment_fu.lzout.parenchyma),
+            ("bl_intracranial", wf.segment_bl.lzout.intracranial),
+            ("fu_intracranial", wf.segment_fu.lzout.intracranial),
+            ("field_fw", wf.register_fw.lzout.field),
+            ("field_bw", wf.register_bw.lzout.field),
+        ]
+        + [
+            (f"{node}_s", getattr(wf, node).lzout.elapsed_s)
+            for nodes in STAGE_NODES.values()
+            for node in nodes
+        ]
+    )
+    return wf
