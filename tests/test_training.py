@@ -1,0 +1,158 @@
+"""Contracts of the training loop, its checkpoints and the `brainlossnet train` command."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from brainlossnet.bids_app.cli import train as train_cli
+from brainlossnet.deformation import voxel_grid
+from brainlossnet.models.registration_unet import RegistrationConfig, RegistrationUNet, make_warp
+from brainlossnet.training import (
+    PairSample,
+    SyntheticPairSource,
+    TrainingConfig,
+    new_model_and_optimizer,
+    restore_state,
+    train,
+    training_state,
+    validate,
+)
+
+torch.set_num_threads(1)
+CPU = torch.device("cpu")
+SMALL = RegistrationConfig(channels=(8, 16, 16, 16, 16, 16), final_conv_channels=(8,))
+
+
+def phantom(shape=(48, 48, 48), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random 'head' (values in about [0, 1]) and its ball-shaped cavity mask."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand((1, 1, 6, 6, 6), generator=generator)
+    image = torch.nn.functional.interpolate(coarse, size=shape, mode="trilinear", align_corners=True)[0, 0]
+    center = (torch.tensor(shape, dtype=torch.float32) - 1) / 2
+    mask = ((voxel_grid(shape) - center.view(3, 1, 1, 1)) ** 2).sum(0) <= (min(shape) / 2 - 4) ** 2
+    return (image * mask).numpy(), mask.numpy()
+
+
+class ShiftedPair:
+    """Always the same toy pair: a smooth image and its copy shifted by 1.5 voxels."""
+
+    def __init__(self) -> None:
+        image, _ = phantom((32, 32, 32))
+        moving = torch.from_numpy(image)[None]
+        shift = torch.zeros(1, 3, 32, 32, 32)
+        shift[0, 0] = 1.5
+        fixed = make_warp()(moving[None], shift)[0]
+        self.pair = PairSample(moving, fixed)
+
+    def sample(self, index: int) -> PairSample:
+        return self.pair
+
+
+def parameters(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_a_couple_of_steps_on_synthetic_pairs_give_finite_losses_and_a_validation_record():
+    source = SyntheticPairSource([phantom()], seed=0, patch_shape=(32, 32, 32))
+    held_out = SyntheticPairSource([phantom(seed=1)], seed=1, rotate_deg=None, swap_probability=0.0)
+    config = TrainingConfig(steps=2, batch_size=2, validate_every=2, checkpoint_every=1)
+    model, optimizer = new_model_and_optimizer(SMALL, config, CPU)
+    checkpoints = []
+    history = train(model, optimizer, source, config, validation_pairs=[held_out.sample(0)], on_checkpoint=checkpoints.append, progress=False)
+    assert len(history.loss) == 2 and np.isfinite(history.loss).all()
+    assert [c["step"] for c in checkpoints] == [1, 2, 2]
+    record = history.validation[-1]
+    assert record["step"] == 2
+    assert {"ncc_before", "ncc_after", "field_error_mm", "identity_error_mm", "tissue_change_true_pct", "tissue_change_pred_pct"} <= set(record)
+    assert record["identity_error_mm"] > 0.1
+
+
+def test_swapped_pairs_drop_the_unknown_truth():
+    source = SyntheticPairSource([phantom()], seed=0, patch_shape=(32, 32, 32), swap_probability=1.0)
+    assert source.sample(0).displacement is None
+    kept = SyntheticPairSource([phantom()], seed=0, patch_shape=(32, 32, 32), swap_probability=0.0)
+    assert kept.sample(0).displacement.shape == (3, 32, 32, 32)
+
+
+def test_loss_decreases_on_a_toy_pair():
+    config = TrainingConfig(steps=20, batch_size=1, learning_rate=1e-3, validate_every=100, checkpoint_every=100)
+    model, optimizer = new_model_and_optimizer(SMALL, config, CPU)
+    history = train(model, optimizer, ShiftedPair(), config, progress=False)
+    assert np.mean(history.loss[-3:]) < history.loss[0] - 0.01
+    # ... because the predicted field moved towards the true shift of +1.5 voxels along x.
+    with torch.inference_mode():
+        field = model(ShiftedPair().pair.moving[None], ShiftedPair().pair.fixed[None])
+    assert field[0, 0, 8:-8, 8:-8, 8:-8].mean() < -0.1 or field[0, 0, 8:-8, 8:-8, 8:-8].mean() > 0.1
+
+
+def test_training_is_deterministic_under_a_seed():
+    source = SyntheticPairSource([phantom()], seed=3, patch_shape=(32, 32, 32))
+    config = TrainingConfig(steps=3, batch_size=2, seed=11, validate_every=100, checkpoint_every=100)
+    runs = []
+    for _ in range(2):
+        model, optimizer = new_model_and_optimizer(SMALL, config, CPU)
+        history = train(model, optimizer, source, config, progress=False)
+        runs.append((parameters(model), history.loss))
+    assert runs[0][1] == runs[1][1]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][0], runs[1][0]))
+
+
+def test_resuming_from_a_checkpoint_reproduces_an_uninterrupted_run():
+    source = SyntheticPairSource([phantom()], seed=4, patch_shape=(32, 32, 32))
+    config = TrainingConfig(steps=4, batch_size=2, seed=5, validate_every=100, checkpoint_every=100)
+    model, optimizer = new_model_and_optimizer(SMALL, config, CPU)
+    straight = train(model, optimizer, source, config, progress=False)
+    expected = parameters(model)
+
+    first_half = TrainingConfig(**{**config.__dict__, "steps": 2})
+    model, optimizer = new_model_and_optimizer(SMALL, first_half, CPU)
+    history = train(model, optimizer, source, first_half, progress=False)
+    buffer = io.BytesIO()
+    torch.save(training_state(model, optimizer, 2, first_half, history), buffer)
+    buffer.seek(0)
+    model, optimizer, step, history = restore_state(torch.load(buffer, weights_only=False), CPU)
+    assert step == 2
+    resumed = train(model, optimizer, source, config, start_step=step, history=history, progress=False)
+    assert resumed.loss == straight.loss
+    assert all(torch.equal(a, b) for a, b in zip(parameters(model), expected))
+
+
+def test_validate_scores_the_zero_field_error_of_a_known_shift():
+    pair = ShiftedPair().pair
+    truth = torch.zeros(3, 32, 32, 32)
+    truth[0] = 1.5
+    region = torch.zeros(32, 32, 32, dtype=torch.bool)
+    region[8:24, 8:24, 8:24] = True
+    model = RegistrationUNet(SMALL)
+    record = validate(model, [PairSample(pair.moving, pair.fixed, truth, region)])
+    assert record["identity_error_mm"] == pytest.approx(1.5)
+    assert record["field_error_mm"] == pytest.approx(1.5, abs=0.05)  # untrained: near-zero field
+    assert -1.0 <= record["ncc_before"] <= 1.0
+    assert abs(record["tissue_change_true_pct"]) < 1e-3  # a shift keeps the volume ...
+    assert abs(record["tissue_change_pred_pct"]) < 1e-3  # ... and so does a near-zero field
+
+
+def test_export_writes_loadable_weights_and_a_model_card(tmp_path):
+    config = TrainingConfig(steps=1, batch_size=1, validate_every=1, checkpoint_every=1)
+    model, optimizer = new_model_and_optimizer(SMALL, config, CPU)
+    history = train(model, optimizer, ShiftedPair(), config, progress=False)
+    state = training_state(model, optimizer, 1, config, history)
+    state["run"] = {"command": "brainlossnet train --steps 1", "wall_s": 1.0, "hardware": "test", "train_scans": ["a"], "holdout_scans": ["b"]}
+    weights = train_cli.export_weights(state, tmp_path)
+    payload = torch.load(weights, weights_only=True)
+    reloaded = RegistrationUNet(RegistrationConfig.from_dict(payload["config"]))
+    reloaded.load_state_dict(payload["state_dict"])
+    assert all(torch.equal(a, b) for a, b in zip(parameters(reloaded), parameters(model)))
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "brainlossnet train --steps 1" in card and "Held out for validation" in card and ": b" in card
+
+
+def test_cli_reports_usage_and_missing_inputs(tmp_path, capsys):
+    assert train_cli.main(["--scans", str(tmp_path / "absent.nii.gz"), "--cache-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 66
+    assert train_cli.main(["--scans", str(tmp_path), "--cache-dir", str(tmp_path), "--output-dir", str(tmp_path), "--export-only"]) == 64
+    assert train_cli.main(["--scans", str(tmp_path), "--holdout", "other.nii.gz", "--cache-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 64
+    assert train_cli.main(["--scans", str(tmp_path), "--patch-shape", "60", "64", "64", "--cache-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 64
+    assert train_cli.main(["--steps", "3"]) == 64  # --scans and the folders are required
+    assert train_cli.main(["--help"]) == 0
