@@ -1,35 +1,49 @@
 """Synthetic T1-weighted heads, skull included, with atrophy of known size.
 
 A phantom subject is a set of smooth implicit surfaces (signed-distance-like functions in
-mm): ellipsoids, capsules and clipping planes, joined by smooth unions and perturbed by
-seeded low-frequency random modulation. Painted in order they give a label map of a
+mm, negative inside): ellipsoids, capsules and clipping surfaces, joined by smooth unions
+and perturbed by seeded low-frequency random modulation. Painted in order they give a
 whole head: scalp (skin, bright subcutaneous fat, muscle), a dark skull with a brighter
-diploe, the intracranial cavity (outer CSF, sulci and lateral/third ventricles), a folded
-cerebral cortex over white matter and deep grey matter, a cerebellum with folia, and a
-brainstem that leaves the skull through the foramen magnum as the spinal cord inside a
-vertebral canal, plus eyes, orbital fat and air sinuses. Intensities follow an MPRAGE
-(WM > GM > CSF, fat bright, bone dark); a smooth multiplicative bias field and Rician
-noise make it look acquired.
+diploe, the intracranial cavity (outer CSF, lateral and third ventricles), a cerebral
+cortex folded by sulci and split by the interhemispheric and Sylvian fissures, white
+matter, deep grey matter, a cerebellum with folia, and a brainstem that leaves the skull
+through the foramen magnum as the spinal cord in a vertebral canal, plus eyes, orbital fat
+and air sinuses. Intensities follow an MPRAGE (WM > GM > CSF, fat bright, bone dark); a
+smooth multiplicative bias field, a gain and Rician noise make it look acquired. Sulci are
+thin slabs around the zero set of a random band-limited field, kept where that set cuts
+into the brain at a steep angle, so that they run inward from the surface as real ones do.
 
-Partial volume is computed by supersampling: each voxel holds ``supersample**3`` sub-samples,
-every surface is linearised in the voxel (its value plus its gradient), each sub-sample
-is given a soft (one-sub-sample-wide) occupancy so that volumes vary continuously with a
-surface's position, the labels are composited per sub-sample and the label fractions are
-averaged. Only voxels that a surface crosses are supersampled; the others get one label.
+Partial volume comes from supersampling: a voxel that some surface crosses holds
+``supersample**3`` sub-samples; every surface is expanded to second order about the
+voxel centre (central differences on the voxel grid; thin slabs have smooth quadratic
+profiles so the expansion resolves them even below the voxel size), each sub-sample gets
+a soft occupancy one sub-sample wide, so volumes vary continuously with a surface's
+position, the labels are composited per sub-sample and the label fractions averaged.
+Voxels that no surface crosses get one label.
 
-Atrophy moves the parenchyma's boundaries (pial surface, cerebellum, brainstem, deep grey
-matter) inward and the ventricle walls outward by a shift in mm chosen so that the
-parenchyma volume changes by a requested percentage; the intracranial cavity is not
-touched. The *true* volumes are always measured from the label fractions that the image
-is made of, never taken from the request: ``SyntheticPair.true_dbpv_pct`` is what an exact
-method must report.
+The label tree splits the intracranial cavity off first: a sub-sample's fractions are
+``o_icv`` times those painted inside the cavity plus ``1 - o_icv`` times those painted
+outside, so nothing painted inside (atrophy included) changes the cavity's volume.
 
-The intracranial cavity is split from the rest of the head at the top of the label tree:
-a sub-sample's fractions are ``o_icv`` times those painted inside the cavity plus
-``1 - o_icv`` times those painted outside, so nothing painted inside (atrophy included)
-can change the cavity's volume.
+Atrophy moves the parenchyma's boundaries (pial and white-matter surfaces, cerebellum,
+and by half as much brainstem and deep grey matter) inward and the ventricle walls
+outward (twice as far) by a shift in mm found by secant steps so that the parenchyma
+volume changes by the requested percentage. The *true* volumes are always measured from
+the label fractions the images are made of, never taken from the request:
+``SyntheticPair.true_dbpv_pct`` is what an exact method must report. A follow-up placed
+differently in the scanner samples the same anatomy on another grid; at ``scale=1`` that
+moves the measured parenchyma volume by a few 0.001 %, at ``scale=0.5`` (features
+below the voxel size) by up to about 0.03 %.
 
-Everything is pure numerics (numpy); ``make_head`` and ``make_pair`` are the public API.
+Everything here is pure numerics (numpy). Public API: ``make_head``, ``make_pair``,
+``SyntheticHead``, ``SyntheticPair``, ``LABELS``. Example::
+
+    pair = make_pair(7, atrophy_pct=-1.0, scale=0.5)   # BL and repositioned FU
+    pair.true_dbpv_pct, pair.true_dtiv_pct              # about -1.0 and 0.0
+    pair.fu.image, pair.fu.affine                       # float32 T1w, RAS+ affine
+
+A full-size 1 mm head (192 x 240 x 240 voxels) takes about 5 s on one CPU core, a
+half-size one about 0.5 s; a pair with atrophy about three times as long.
 """
 
 from __future__ import annotations
@@ -201,11 +215,16 @@ def make_head(
     orientation
         Axis codes of the returned array (e.g. "RAS", "LAS", "PIR"); the affine follows.
     """
+    _check_rendering(atrophy_pct, supersample)
     subject = _Subject.sample(seed, scale)
     grid = _Grid.make(subject, voxel_mm, shape, _pose(subject, session, reposition))
     fields = _evaluate_fields(subject, grid)
-    shift_mm = _atrophy_shift_mm(subject, fields, grid, atrophy_pct, supersample)
-    return _acquire(subject, grid, fields, shift_mm, session, supersample, orientation)
+    fractions = _paint(fields, _layers(subject), grid, 0.0, supersample)
+    shift_mm = 0.0
+    if atrophy_pct:
+        shift_mm = _atrophy_shift_mm(subject, fields, grid, fractions, atrophy_pct, supersample)
+        fractions = _paint(fields, _layers(subject), grid, shift_mm, supersample)
+    return _acquire(subject, grid, fractions, shift_mm, session, orientation)
 
 
 def make_pair(
@@ -226,15 +245,18 @@ def make_pair(
     ``reposition``, a small rigid repositioning. The true percent changes are measured from
     the label fractions of the two images. Other parameters as in ``make_head``.
     """
+    _check_rendering(atrophy_pct, supersample)
     subject = _Subject.sample(seed, scale)
-    grid_bl = _Grid.make(subject, voxel_mm, shape, _pose(subject, 0, False))
-    fields_bl = _evaluate_fields(subject, grid_bl)
-    shift_mm = _atrophy_shift_mm(subject, fields_bl, grid_bl, atrophy_pct, supersample)
-    bl = _acquire(subject, grid_bl, fields_bl, 0.0, 0, supersample, orientation)
-    del fields_bl
-    grid_fu = _Grid.make(subject, voxel_mm, shape, _pose(subject, 1, reposition))
-    fields_fu = _evaluate_fields(subject, grid_fu)
-    fu = _acquire(subject, grid_fu, fields_fu, shift_mm, 1, supersample, orientation)
+    grid = _Grid.make(subject, voxel_mm, shape, _pose(subject, 0, False))
+    fields = _evaluate_fields(subject, grid)
+    fractions = _paint(fields, _layers(subject), grid, 0.0, supersample)
+    shift_mm = _atrophy_shift_mm(subject, fields, grid, fractions, atrophy_pct, supersample)
+    bl = _acquire(subject, grid, fractions, 0.0, 0, orientation)
+    del fields, fractions
+    grid = _Grid.make(subject, voxel_mm, shape, _pose(subject, 1, reposition))
+    fields = _evaluate_fields(subject, grid)
+    fractions = _paint(fields, _layers(subject), grid, shift_mm, supersample)
+    fu = _acquire(subject, grid, fractions, shift_mm, 1, orientation)
     return SyntheticPair(
         bl=bl,
         fu=fu,
@@ -308,12 +330,12 @@ class _Subject:
             scalp_fat_mm=rng.uniform(2.5, 4.5),
             outer_csf_mm=rng.uniform(1.0, 2.5),
             sulcus_mm=rng.uniform(0.7, 1.3),
-            sulcus_depth_mm=rng.uniform(11.0, 15.0),
-            cortex_mm=rng.uniform(2.5, 3.0),
+            sulcus_depth_mm=rng.uniform(14.0, 19.0),
+            cortex_mm=rng.uniform(2.3, 2.8),
             ventricle_factor=float(np.clip(np.exp(rng.normal(0.0, 0.25)), 0.6, 1.8)),
             shape_waves=_Waves.sample(rng, 12, (70.0, 150.0), 1.5),
             skull_waves=_Waves.sample(rng, 8, (50.0, 100.0), 0.7),
-            fold_waves=_Waves.sample(rng, 48, (22.0, 28.0), 1.0),
+            fold_waves=_Waves.sample(rng, 48, (20.0, 26.0), 1.0),
             folia_waves=_Waves.sample(rng, 32, (7.0, 10.0), 1.0),
             intensity=_INTENSITY * (1.0 + rng.normal(0.0, 0.03, size=_N_LABELS)).astype(np.float32),
         )
@@ -381,7 +403,9 @@ class _Grid:
     def voxel_mm(self) -> np.ndarray:
         return np.diag(self.affine)[:3].copy()
 
-    def box(self, lower: tuple[float, ...], upper: tuple[float, ...], margin: int = 3) -> tuple[slice, ...]:
+    def box(
+        self, lower: tuple[float, ...], upper: tuple[float, ...], margin: int = 3
+    ) -> tuple[slice, ...]:
         """Index box that holds the canonical box [lower, upper], plus a margin."""
         corners = np.array(np.meshgrid(*zip(lower, upper), indexing="ij")).reshape(3, -1)
         index = np.linalg.inv(self.to_canonical) @ np.vstack([corners, np.ones(8)])
@@ -414,8 +438,10 @@ class _Grid:
         coefficient = waves.amplitudes * np.exp(1j * (waves.vectors @ m[:3, 3] + waves.phases))
         if derivative is not None:
             coefficient = coefficient * 1j * waves.vectors[:, derivative]
-        e = [np.exp(1j * slope[:, a, None] * np.arange(s.start, s.stop)[None]) for a, s in enumerate(box)]
-        exy = (coefficient[:, None, None] * e[0][:, :, None] * e[1][:, None, :]).reshape(len(coefficient), -1)
+        e = [np.exp(1j * slope[:, a, None] * np.arange(s.start, s.stop)[None])
+             for a, s in enumerate(box)]  # fmt: skip
+        exy = coefficient[:, None, None] * e[0][:, :, None] * e[1][:, None, :]
+        exy = exy.reshape(len(coefficient), -1)
         ez = e[2]
         out = exy.real.T.astype(np.float32) @ ez.real.astype(np.float32)
         out -= exy.imag.T.astype(np.float32) @ ez.imag.astype(np.float32)
@@ -465,19 +491,44 @@ def _smooth_min(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
     return b + h * (a - b) - k * h * (1.0 - h)
 
 
-def _zero_set_distance_sq(grid: _Grid, box: tuple[slice, ...], waves: _Waves) -> np.ndarray:
+def _zero_set_distance_sq(
+    grid: _Grid,
+    box: tuple[slice, ...],
+    waves: _Waves,
+    radial: tuple[tuple[np.ndarray, ...], tuple[float, ...], tuple[float, ...]] | None = None,
+) -> np.ndarray:
     """Squared distance (canonical mm^2) to the zero set of a random band-limited field.
 
     ``s = atan(k F / |grad F|) / k`` with ``k`` the field's mean wavenumber is exactly the
     distance across the zero set of a sinusoid of wavenumber ``k``, and nearly so for the
     narrow band used here; ``s^2`` is smooth (the distance itself has a kink on the set),
     so a second-order expansion samples thin slabs around the set faithfully.
+
+    With ``radial = (q, centre, radii)`` only the gradient's part tangential to the
+    ellipsoids ``|(q - centre) / radii| = const`` counts: parts of the zero set that lie
+    parallel to the brain surface get a large distance and vanish, so the slabs that
+    remain cut into the brain roughly at right angles, as sulci do.
     """
     k = float(np.mean(np.linalg.norm(waves.vectors, axis=1)))
     value = grid.waves(box, waves)
+    gradient = [grid.waves(box, waves, derivative=axis) for axis in range(3)]
     gradient_sq = np.full_like(value, 1e-6)
-    for axis in range(3):
-        gradient_sq += grid.waves(box, waves, derivative=axis) ** 2
+    for g in gradient:
+        gradient_sq += g * g
+    if radial is not None:
+        q, centre, radii = radial
+        normal = [(qi - np.float32(c)) * np.float32(1.0 / r**2) for qi, c, r in zip(q, centre, radii)]
+        norm_sq = np.full_like(value, 1e-12)
+        along = np.zeros_like(value)
+        for n, g in zip(normal, gradient):
+            norm_sq += n * n
+            along += n * g
+        along *= along
+        along /= norm_sq
+        gradient_sq -= along
+        np.maximum(gradient_sq, np.float32(1e-6), out=gradient_sq)
+        del normal, norm_sq, along
+    del gradient
     np.sqrt(gradient_sq, out=gradient_sq)
     value *= np.float32(k)
     value /= gradient_sq
@@ -485,6 +536,12 @@ def _zero_set_distance_sq(grid: _Grid, box: tuple[slice, ...], waves: _Waves) ->
     value *= np.float32(1.0 / k)
     value *= value
     return value
+
+
+def _ellipsoid_pair(q, center, radii) -> np.ndarray:
+    """Union of an ellipsoid and its left-right mirror image."""
+    mirrored = (-center[0], *center[1:])
+    return np.minimum(_ellipsoid(q, center, radii), _ellipsoid(q, mirrored, radii))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -633,22 +690,29 @@ def _evaluate_fields(subject: _Subject, grid: _Grid) -> dict[str, _Field]:
     q = tuple(x[box] for x in q)
     hull = np.maximum(vault[box] + subject.outer_csf_mm, 2.0 + subject.outer_csf_mm - fossa[box])
     del vault, fossa
-    sulcus_sq = _zero_set_distance_sq(grid, box, subject.fold_waves)
+    radial = (q, (0, -5, 5), (66, 84, 70))
+    sulcus_sq = _zero_set_distance_sq(grid, box, subject.fold_waves, radial=radial)
     w, depth, cortex = subject.sulcus_mm, subject.sulcus_depth_mm, subject.cortex_mm
-    midline = q[0] - 1.5 * np.sin(q[1] / 25.0)
-    core = _ellipsoid(q, (0, -5, 6), (22, 38, 20))
-    w_fissure = 1.0 + w
     pial = np.maximum(hull, np.minimum((0.25 * w * w - sulcus_sq) / w, hull + depth))
-    fissure = np.maximum((midline * midline - 0.25 * w_fissure**2) / w_fissure, -core)
-    fields["pial"] = _Field(box, np.maximum(pial, -fissure) * np.float32(mm))
-    del pial, fissure
-    # White matter: the same walls moved inward by the cortical thickness.
     sulcus = np.sqrt(sulcus_sq)
     del sulcus_sq
     wm = np.maximum(hull, np.minimum(0.5 * w - sulcus, hull + depth))
-    wm = np.maximum(wm, np.minimum(0.5 * w_fissure - np.abs(midline), core)) + cortex
-    fields["wm"] = _Field(box, wm * np.float32(mm))
-    del hull, sulcus, core, midline, wm, q
+    del hull, sulcus
+    # Fissures: the interhemispheric one (down to the corpus callosum and diencephalon)
+    # and the lateral (Sylvian) ones between the frontal/parietal and temporal lobes,
+    # each a slab (coordinate across, width) cut where its region function is negative.
+    w_fissure = 1.0 + w
+    midline = q[0] - 2.0 * np.sin(q[1] / 18.0) - 1.0 * np.sin(q[2] / 13.0 + 1.0)
+    sylvian = q[2] + 4.0 + 0.25 * q[1]
+    lateral = _ellipsoid_pair(q, (60, -5, -4), (26, 36, 16))
+    for across, region in ((midline, -_ellipsoid(q, (0, -5, 6), (22, 38, 20))), (sylvian, lateral)):
+        pial = np.maximum(pial, np.minimum((0.25 * w_fissure**2 - across * across) / w_fissure, -region))
+        wm = np.maximum(wm, np.minimum(0.5 * w_fissure - np.abs(across), -region))
+    del midline, sylvian, lateral, q
+    fields["pial"] = _Field(box, pial * np.float32(mm))
+    # White matter: the same walls moved inward by the cortical thickness.
+    fields["wm"] = _Field(box, (wm + cortex) * np.float32(mm))
+    del pial, wm
 
     # Deep grey matter: thalami, caudate heads, putamina.
     def deep_gm(box):
@@ -707,7 +771,7 @@ def _evaluate_fields(subject: _Subject, grid: _Grid) -> dict[str, _Field]:
         cord = _capsule(q, (0, -26, -64), (0, -34, -400), 7.0, 6.0)
         return _smooth_min(_smooth_min(stem, pons, 4.0), cord, 4.0)
 
-    add("brainstem", grid.box((-20, -40, -400), (20, 5, 8)), brainstem)
+    add("brainstem", grid.box((-20, -40, -400), (20, 5, 14)), brainstem)
 
     def canal(box):
         return _capsule(grid.coordinates(box), (0, -26, -52), (0, -34, -400), 9.5, 9.0)
@@ -725,11 +789,11 @@ def _evaluate_fields(subject: _Subject, grid: _Grid) -> dict[str, _Field]:
     # Eyes, orbital fat, air in the paranasal sinuses.
     def eyes(box):
         q = grid.coordinates(box)
-        return np.minimum(_ellipsoid(q, (-32, 70, -39), (12, 12, 12)), _ellipsoid(q, (32, 70, -39), (12, 12, 12)))
+        return _ellipsoid_pair(q, (32, 70, -39), (12, 12, 12))
 
     def orbits(box):
         q = grid.coordinates(box)
-        return np.minimum(_ellipsoid(q, (-30, 62, -40), (17, 16, 15)), _ellipsoid(q, (30, 62, -40), (17, 16, 15)))
+        return _ellipsoid_pair(q, (30, 62, -40), (17, 16, 15))
 
     def sinuses(box):
         q = grid.coordinates(box)
@@ -794,8 +858,7 @@ class _Fractions:
 def _paint(
     fields: dict[str, _Field],
     layers: tuple[list[_Layer], list[_Layer]],
-    shape: tuple[int, int, int],
-    voxel_mm: np.ndarray,
+    grid: _Grid,
     shift_mm: float,
     supersample: int,
 ) -> _Fractions:
@@ -809,7 +872,8 @@ def _paint(
     outside the intracranial cavity, and the sub-samples are averaged.
     """
     outside, inside = layers
-    width_mm = float(np.mean(voxel_mm)) / supersample
+    shape = grid.shape
+    width_mm = float(np.mean(grid.voxel_mm)) / supersample
     cavity = _Layer(LABELS["csf"], "icv")
 
     def offset(layer: _Layer) -> float:
@@ -828,7 +892,9 @@ def _paint(
     crossed_mask = np.zeros(shape, dtype=bool)
     for layer in [cavity, *outside, *inside]:
         f = fields[layer.field]
-        crossed_mask[f.box] |= np.abs(f.values + np.float32(offset(layer))) < f.half_range + 0.5 * width_mm
+        distance = np.abs(f.values + np.float32(offset(layer)))
+        crossed_mask[f.box] |= distance < f.half_range + np.float32(0.5 * width_mm)
+        del distance
     crossed = np.flatnonzero(crossed_mask)
     del crossed_mask
 
@@ -837,9 +903,10 @@ def _paint(
     fractions = np.empty((len(crossed), _N_LABELS), dtype=np.float32)
     cavity_fraction = np.empty(len(crossed), dtype=np.float32)
     chunk = 1 << 17
+    used = {layer.field for layer in [cavity, *outside, *inside]}
     for begin in range(0, len(crossed), chunk):
         index = np.stack(np.unravel_index(crossed[begin:begin + chunk], shape), axis=1)
-        samples = {name: fields[name].sample(index) for name in {x.field for x in [cavity, *outside, *inside]}}
+        samples = {name: fields[name].sample(index) for name in used}
 
         def occupancy(layer: _Layer) -> np.ndarray:
             value, half, flat = samples[layer.field]
@@ -852,7 +919,9 @@ def _paint(
                 occ[partial] = np.clip(0.5 - sampled / width_mm, 0.0, 1.0)
             return occ
 
-        def composite(layers: list[_Layer], background: int, remaining: np.ndarray, out: np.ndarray) -> None:
+        def composite(
+            layers: list[_Layer], background: int, remaining: np.ndarray, out: np.ndarray
+        ) -> None:
             for layer in reversed(layers):  # top layer first
                 taken = remaining * occupancy(layer)
                 out[:, layer.label] += taken @ average
@@ -882,48 +951,56 @@ def _indicator(labels: tuple[int, ...]) -> np.ndarray:
     return w
 
 
+def _check_rendering(atrophy_pct: float, supersample: int) -> None:
+    if not -50.0 < atrophy_pct < 50.0:
+        raise ValueError(f"atrophy_pct must lie between -50 and 50, got {atrophy_pct}")
+    if supersample < 1:
+        raise ValueError(f"supersample must be at least 1, got {supersample}")
+
+
 def _atrophy_shift_mm(
-    subject: _Subject, fields: dict[str, _Field], grid: _Grid, atrophy_pct: float, supersample: int
+    subject: _Subject,
+    fields: dict[str, _Field],
+    grid: _Grid,
+    baseline: _Fractions,
+    atrophy_pct: float,
+    supersample: int,
 ) -> float:
     """Boundary shift (mm) that changes the parenchyma volume by ``atrophy_pct`` percent.
 
-    The volume is nearly linear in the shift over the range of interest (a few tenths of a
-    mm), so two secant steps from a trial shift suffice.
+    ``baseline`` holds the fractions painted without atrophy. The volume is nearly linear
+    in the shift over the range of interest (tenths of a mm), so two secant steps from a
+    trial shift of about the right size suffice.
     """
     if not atrophy_pct:
         return 0.0
-    if atrophy_pct <= -50.0:
-        raise ValueError(f"atrophy_pct must be above -50, got {atrophy_pct}")
     layers = _layers(subject)
     w = _indicator(PARENCHYMA_LABELS)
 
-    def volume(shift: float) -> float:
-        fr = _paint(fields, layers, grid.shape, grid.voxel_mm, shift, supersample)
-        return float(_label_sum(fr, w).sum(dtype=np.float64))
+    def volume(fractions: _Fractions) -> float:
+        return float(_label_sum(fractions, w).sum(dtype=np.float64))
 
-    v0 = volume(0.0)
-    target = v0 * (1.0 + atrophy_pct / 100.0)
-    shift, v = -0.1 * np.sign(atrophy_pct) * grid.mm_per_canonical, None
-    previous_shift, previous_v = 0.0, v0
+    v0 = volume(baseline)
+    target = v0 * atrophy_pct / 100.0
+    shifts, changes = [0.0], [0.0]
+    shift = -0.1 * atrophy_pct * grid.mm_per_canonical  # about 0.1 mm per percent
     for _ in range(2):
-        v = volume(shift)
-        slope = (v - previous_v) / (shift - previous_shift)
-        previous_shift, previous_v = shift, v
-        shift = shift + (target - v) / slope
+        shifts.append(shift)
+        changes.append(volume(_paint(fields, layers, grid, shift, supersample)) - v0)
+        slope = (changes[-1] - changes[-2]) / (shifts[-1] - shifts[-2])
+        shift = shifts[-1] + (target - changes[-1]) / slope
     return float(shift)
 
 
 def _acquire(
     subject: _Subject,
     grid: _Grid,
-    fields: dict[str, _Field],
+    fr: _Fractions,
     shift_mm: float,
     session: int,
-    supersample: int,
     orientation: str,
 ) -> SyntheticHead:
-    """Paint the label fractions, add contrast, bias, gain and noise; reorient."""
-    fr = _paint(fields, _layers(subject), grid.shape, grid.voxel_mm, shift_mm, supersample)
+    """Turn label fractions into a T1w image (contrast, gain, bias, Rician noise); reorient."""
     rng = np.random.default_rng([subject.seed, 1, int(session)])
     signal = _label_sum(fr, subject.intensity) * np.float32(_WM_SIGNAL * rng.uniform(0.9, 1.1))
     signal *= _bias_field(grid, rng)

@@ -39,8 +39,8 @@ def test_fractions_are_consistent_with_volumes_and_labels(head):
     for fraction in (head.parenchyma_frac, head.icv_frac):
         assert fraction.min() >= 0.0 and fraction.max() <= 1.0 + 1e-6
     assert np.all(head.parenchyma_frac <= head.icv_frac + 1e-5)
-    assert head.parenchyma_ml == pytest.approx(head.parenchyma_frac.sum(dtype=np.float64) / 1000, rel=1e-6)
-    assert head.icv_ml == pytest.approx(head.icv_frac.sum(dtype=np.float64) / 1000, rel=1e-6)
+    for fraction, volume_ml in ((head.parenchyma_frac, head.parenchyma_ml), (head.icv_frac, head.icv_ml)):
+        assert volume_ml == pytest.approx(fraction.sum(dtype=np.float64) / 1000, rel=1e-6)
     # a voxel labelled parenchyma (resp. intracranial) holds mostly that
     assert head.parenchyma_frac[np.isin(head.labels, PARENCHYMA_LABELS)].min() >= 0.3
     assert head.icv_frac[np.isin(head.labels, INTRACRANIAL_LABELS)].min() >= 0.3

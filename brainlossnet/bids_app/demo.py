@@ -72,7 +72,8 @@ def _write_image(path: Path, head: phantom.SyntheticHead, acquired: datetime) ->
     header["descrip"] = b"brainlossnet phantom MPRAGE"
     nib.save(image, path)
     sidecar = dict(SIDECAR, AcquisitionDateTime=acquired.isoformat(timespec="microseconds"))
-    path.with_name(path.name.replace(".nii.gz", ".json")).write_text(json.dumps(sidecar, indent=2) + "\n")
+    sidecar_path = path.with_name(path.name.replace(".nii.gz", ".json"))
+    sidecar_path.write_text(json.dumps(sidecar, indent=2) + "\n")
 
 
 def _write_tsv(path: Path, rows: list[dict[str, object]]) -> None:
@@ -141,7 +142,8 @@ def build_demo_dataset(
     for number, atrophy_pct in enumerate([*_atrophy_pcts(n_subjects), None], start=1):
         subject = f"{number:0{width}d}"
         subject_seed = 1000 * int(seed) + number
-        first = _FIRST_VISIT + timedelta(days=int(rng.integers(0, 60)), minutes=int(rng.integers(0, 480)))
+        days, minutes = int(rng.integers(0, 60)), int(rng.integers(0, 480))
+        first = _FIRST_VISIT + timedelta(days=days, minutes=minutes)
         if atrophy_pct is None:
             heads = [phantom.make_head(subject_seed, scale=scale)]
         else:
@@ -220,7 +222,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("outdir", type=Path, metavar="OUTDIR", help="directory for the dataset, "
                         "truth.tsv, derivatives and (by default) the work dir")
     parser.add_argument("--n-subjects", type=int, default=2,
-                        help="subjects with two sessions (default 2; one single-session subject is added)")
+                        help="subjects with two sessions (default 2); one single-session "
+                             "subject is added")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic subjects (default 0)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="head size relative to an adult (default 1.0; 0.5 is faster)")
@@ -246,7 +249,8 @@ def main(argv: list[str]) -> int:
         truth = pd.read_csv(truth_path, sep="\t", dtype={"session_bl": str, "session_fu": str})
     else:
         try:
-            truth = build_demo_dataset(bids_dir, n_subjects=args.n_subjects, seed=args.seed, scale=args.scale)
+            truth = build_demo_dataset(bids_dir, n_subjects=args.n_subjects, seed=args.seed,
+                                       scale=args.scale)
         except (FileExistsError, ValueError) as err:
             print(f"brainlossnet demo: {err}")
             return 64
