@@ -864,12 +864,13 @@ def _paint(
 ) -> _Fractions:
     """Label fractions of every voxel by supersampled, soft compositing of the layers.
 
-    A voxel that no (linearised) surface crosses gets the label painted at its centre.
-    In a crossed voxel each layer's surface is expanded to second order, each of the ``supersample**3``
-    sub-samples gets a soft occupancy ``clip(1/2 - f/w, 0, 1)`` (``f`` the surface value
-    in mm, ``w`` the sub-sample spacing), the layers are composited top-down per sub-sample
-    (a layer takes its occupancy of what the layers above left), separately inside and
-    outside the intracranial cavity, and the sub-samples are averaged.
+    A voxel that no surface crosses (judged on its second-order expansion) gets the label
+    painted at its centre. In a crossed voxel each layer's surface is expanded to second
+    order, each of the ``supersample**3`` sub-samples gets a soft occupancy
+    ``clip(1/2 - f/w, 0, 1)`` (``f`` the surface value in mm, ``w`` the sub-sample
+    spacing), the layers are composited top-down per sub-sample (a layer takes its
+    occupancy of what the layers above left), separately inside and outside the
+    intracranial cavity, and the sub-samples are averaged.
     """
     outside, inside = layers
     shape = grid.shape
