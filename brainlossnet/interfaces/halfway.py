@@ -1,7 +1,5 @@
 """Pair stage: rigid registration of the two crops and resampling of both scans into halfway space."""
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 

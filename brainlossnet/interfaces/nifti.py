@@ -16,6 +16,11 @@ def load_image(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(image.get_fdata(dtype=np.float32)), np.asarray(image.affine, dtype=float)
 
 
+def stem(path: str | Path) -> str:
+    """File name without its NIfTI (or any) extensions: ``bl_halfway.nii.gz`` -> ``bl_halfway``."""
+    return Path(path).name.split(".")[0]
+
+
 def save_image(array: np.ndarray, affine: np.ndarray, path: Path, dtype: type = np.float32) -> Path:
     """Write an array as NIfTI (sform and qform set to ``affine``) and return the path."""
     image = nib.Nifti1Image(np.asarray(array, dtype=dtype), affine)

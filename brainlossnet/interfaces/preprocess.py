@@ -4,8 +4,6 @@ Each stage is a plain function (files in, files written to the working directory
 its run time) promoted to a Pydra task; Pydra runs it inside the task's cache directory.
 """
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """Pair stages: warp the masks both ways and measure volumes; correct and rescale the change."""
 
-from __future__ import annotations
-
 import time
 from dataclasses import asdict
 from pathlib import Path
