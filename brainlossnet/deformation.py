@@ -8,9 +8,9 @@ BL->FU displacement is known (DESIGN, "Training without private data"):
   (so both images are interpolated once) and a known field ``u``; then
   BL(x + u(x)) = FU(x) exactly, i.e. ``u`` is the pull-back displacement the network must find.
 * ``u`` = a random smooth field (residual distortion) + a small rigid motion (residual of the
-  halfway registration) + a global brain contraction that vanishes at the inner skull
-  (atrophy with fixed intracranial volume) + a few local radial expansions/contractions
-  (ventricles, sulci).
+  halfway registration) + an atrophy field (brain tissue loses a known fraction of its volume,
+  the cerebrospinal fluid gains it, the intracranial volume stays; :func:`atrophy_unit_field`)
+  + a few local radial expansions/contractions (ventricles, sulci).
 * each image then gets its own gain, smooth multiplicative bias field and Gaussian noise.
 
 Coordinates are voxel indices (1 mm voxels, so voxels = mm). Everything is torch, driven by
@@ -38,15 +38,15 @@ class SynthesisRanges:
         Range of the control-point spacing of the smooth field (voxels).
     rotation_deg, translation_vox
         Bounds of the residual rigid motion between BL and FU (per axis).
-    atrophy_linear
-        Range of the global linear contraction factor of the brain (0.01 shrinks lengths by
-        1 %, so the brain volume by about 3 %); negative values swell.
-    atrophy_depth_vox
-        Scale of the shell below the inner skull over which the contraction fades in
-        (:func:`contraction_weight`; the skull is fixed).
+    atrophy_fraction
+        Range of the fraction of its volume that brain tissue loses (0.01 = 1 % atrophy;
+        negative values swell), taken up by the cerebrospinal fluid.
     blob_count_max, blob_radius_vox, blob_strength
         Local radial deformations: how many at most, their Gaussian radius and the bound of
         their strength (displacement / distance at the centre; positive contracts).
+    blob_depth_vox
+        Scale of the shell below the inner skull where blobs fade out
+        (:func:`interior_weight`; the skull is fixed).
     gain, bias_std, noise_std
         Per-image intensity perturbations: gain range, standard deviation of the log bias
         field, upper bound of the noise standard deviation (in normalised intensity units).
@@ -58,11 +58,11 @@ class SynthesisRanges:
     smooth_spacing_vox: tuple[float, float] = (12.0, 40.0)
     rotation_deg: float = 1.0
     translation_vox: float = 1.0
-    atrophy_linear: tuple[float, float] = (-0.005, 0.015)
-    atrophy_depth_vox: int = 8
+    atrophy_fraction: tuple[float, float] = (-0.01, 0.03)
     blob_count_max: int = 4
     blob_radius_vox: tuple[float, float] = (4.0, 15.0)
     blob_strength: float = 0.1
+    blob_depth_vox: int = 8
     gain: tuple[float, float] = (0.9, 1.1)
     bias_std: float = 0.1
     bias_spacing_vox: float = 64.0
@@ -137,18 +137,88 @@ def box_mean(volume: torch.Tensor, radius_vox: int) -> torch.Tensor:
     return result[0, 0]
 
 
-def contraction_weight(icv_mask: torch.Tensor, depth_vox: int) -> torch.Tensor:
+def interior_weight(icv_mask: torch.Tensor, depth_vox: int) -> torch.Tensor:
     """Weight in [0, 1]: 0 near the inner skull, rising to 1 deep inside the intracranial cavity.
 
     The cavity is eroded by a cube of half-width ``depth_vox`` (voxels whose whole cube is
     inside) and the core is smoothed by two box means of half-width ``depth_vox // 4``. The
     weight is therefore exactly 0 in the outer shell of about ``depth_vox / 2`` (and outside),
-    and 1 deeper than about ``1.5 depth_vox``, so a contraction scaled by it moves the brain
-    but never the skull: the intracranial volume stays fixed, as in real atrophy.
+    and 1 deeper than about ``1.5 depth_vox``, so a local deformation scaled by it never moves
+    the skull.
     """
     core = (box_mean(icv_mask.float(), depth_vox) > 1.0 - 1e-4).float()
     radius = max(depth_vox // 4, 1)
     return box_mean(box_mean(core, radius), radius).clamp(0.0, 1.0)
+
+
+TISSUE_CUTOFF = 0.5
+"""Tissue is brighter than this fraction of the median intensity inside the cavity (T1w: CSF is far darker)."""
+
+
+def tissue_probability(image: torch.Tensor, icv_mask: torch.Tensor) -> torch.Tensor:
+    """Soft brain-tissue map of a T1w crop: 0 outside the cavity and in CSF, 1 in grey/white matter.
+
+    Relative to the median ``m`` of the intensities inside the cavity (mostly tissue), the map
+    rises linearly from 0 at ``0.35 m`` to 1 at ``0.65 m``; its 1/2 level is
+    :data:`TISSUE_CUTOFF` ``m``. Scanner-independent up to the T1w contrast itself.
+    """
+    inside = image[icv_mask]
+    if inside.numel() == 0:
+        return torch.zeros_like(image)
+    median = inside.median()
+    ramp = ((image / median - (TISSUE_CUTOFF - 0.15)) / 0.3).clamp(0.0, 1.0)
+    return ramp * icv_mask
+
+
+def atrophy_unit_field(tissue: torch.Tensor, icv_mask: torch.Tensor, pad_vox: int = 24) -> torch.Tensor:
+    """Displacement (3, X, Y, Z) by which brain tissue loses 100 % x ``f`` of its volume, per unit ``f``.
+
+    In the pull-back convention a warped mask's volume is about ``∫_S (1 - div u)`` (small
+    deformations), so a field with ``div u = f`` in tissue removes the fraction ``f`` of every
+    tissue region. The cerebrospinal fluid inside the cavity takes up exactly that volume
+    (``div u`` negative there, balanced so that the cavity's total is 0) and ``div u = 0``
+    outside. ``u`` is the gradient of the solution of Poisson's equation ``Δφ = div u``, solved by
+    FFT on a zero-padded grid; being curl-free, it is the smallest field with that divergence.
+    Scale the result by the wanted ``f`` (a few percent at most, where linearity holds).
+    """
+    cavity = icv_mask.double()
+    brain = tissue.double() * cavity
+    fluid = (1.0 - tissue.double()) * cavity
+    source = brain - fluid * (brain.sum() / fluid.sum().clamp_min(1.0))
+    padded = F.pad(source, (pad_vox,) * 6)
+    spectrum = torch.fft.rfftn(padded)
+    axes = [torch.fft.fftfreq(n, dtype=torch.float64) for n in padded.shape[:2]] + [
+        torch.fft.rfftfreq(padded.shape[2], dtype=torch.float64)
+    ]
+    wavenumbers = torch.meshgrid(*[2.0 * math.pi * k for k in axes], indexing="ij")
+    squared = sum(k**2 for k in wavenumbers)
+    squared[0, 0, 0] = 1.0
+    potential = -spectrum / squared
+    potential[0, 0, 0] = 0.0
+    crop = tuple(slice(pad_vox, pad_vox + n) for n in source.shape)
+    components = [torch.fft.irfftn(1j * k * potential, s=padded.shape)[crop] for k in wavenumbers]
+    return torch.stack(components).float()
+
+
+@dataclass(frozen=True)
+class SourceCrop:
+    """A crop prepared for pair synthesis: normalised image, cavity mask and the fields derived from them."""
+
+    image: torch.Tensor
+    icv_mask: torch.Tensor
+    interior: torch.Tensor
+    atrophy_unit: torch.Tensor
+
+
+def prepare_source_crop(image: torch.Tensor, icv_mask: torch.Tensor, ranges: SynthesisRanges = SynthesisRanges()) -> SourceCrop:
+    """Precompute the interior weight (:func:`interior_weight`) and unit atrophy field of a crop."""
+    mask = icv_mask.bool()
+    return SourceCrop(
+        image.float(),
+        mask,
+        interior_weight(mask, ranges.blob_depth_vox),
+        atrophy_unit_field(tissue_probability(image.float(), mask), mask),
+    )
 
 
 def radial_blob_displacement(
@@ -193,47 +263,47 @@ class SyntheticPair:
 
 
 def synthesize_pair(
-    crop_image: torch.Tensor,
-    weight: torch.Tensor,
-    icv_mask: torch.Tensor,
+    source: SourceCrop,
     generator: torch.Generator,
     *,
     patch_shape: tuple[int, int, int] | None = None,
     flip_and_rotate_deg: float | None = None,
     ranges: SynthesisRanges = SynthesisRanges(),
 ) -> SyntheticPair:
-    """Make one random BL/FU pair from a crop (see the module docstring).
+    """Make one random BL/FU pair from a prepared crop (see the module docstring).
 
     Parameters
     ----------
-    crop_image
-        (X, Y, Z) normalised crop.
-    weight
-        :func:`contraction_weight` of the crop's intracranial mask.
-    icv_mask
-        (X, Y, Z) bool intracranial mask of the crop.
+    source
+        From :func:`prepare_source_crop`.
     patch_shape
         Size of a random sub-box to return (training); ``None`` returns the whole crop.
     flip_and_rotate_deg
         Augmentation applied to the source before synthesis (same for BL and FU): a random
         left-right flip and a rotation up to this many degrees about each axis; ``None``: none.
     """
-    full_shape = tuple(int(n) for n in crop_image.shape)
+    full_shape = tuple(int(n) for n in source.image.shape)
     shape = tuple(patch_shape) if patch_shape is not None else full_shape
     origin = tuple(int(torch.randint(0, full - part + 1, (1,), generator=generator)) for full, part in zip(full_shape, shape))
-    coords = voxel_grid(shape, origin)  # (3, *shape), points of the crop in this pair's frame
+    coords = voxel_grid(shape, origin)  # (3, *shape): points of the pair's frame
     crop_center = (torch.tensor(full_shape, dtype=torch.float64) - 1.0) / 2.0
+    no_shift = torch.zeros(3, dtype=torch.float64)
 
-    # Augmentation as a map A from the pair's frame into the crop: flip, then rotate.
+    # Augmentation: the pair's frame sees the crop through A(y) = M (y - c) + c, M = rotation @ flip.
+    augment = torch.eye(3, dtype=torch.float64)
     if flip_and_rotate_deg is not None:
         flip = torch.ones(3, dtype=torch.float64)
         if bool(torch.rand((), generator=generator) < 0.5):
             flip[0] = -1.0
         angles = torch.deg2rad(_uniform(generator, -flip_and_rotate_deg, flip_and_rotate_deg, (3,)))
         augment = rotation_matrix(angles) @ torch.diag(flip)
-        to_crop = coords + affine_displacement(coords, augment, crop_center, torch.zeros(3, dtype=torch.float64))
-    else:
-        to_crop = coords
+
+    def to_crop(points: torch.Tensor) -> torch.Tensor:
+        return points + affine_displacement(points, augment, crop_center, no_shift)
+
+    in_crop = to_crop(coords)
+    mask_here = sample_at(source.icv_mask.float(), in_crop) > 0.5
+    interior_here = sample_at(source.interior, in_crop)
 
     # The true displacement u (pair frame, voxels).
     spacing = float(_uniform(generator, *ranges.smooth_spacing_vox))
@@ -243,33 +313,25 @@ def synthesize_pair(
     shift = _uniform(generator, -ranges.translation_vox, ranges.translation_vox, (3,))
     u += affine_displacement(coords, rotation_matrix(angles), crop_center, shift)
 
-    mask_here = sample_at(icv_mask.float(), to_crop) > 0.5
-    weight_here = sample_at(weight, to_crop)
-    inside = torch.nonzero(icv_mask)
-    brain_center = inside.double().mean(0) if len(inside) else crop_center
-    if flip_and_rotate_deg is not None:  # the brain centre seen in the pair's frame: A^-1 applied
-        brain_center = torch.linalg.solve(augment, brain_center - crop_center) + crop_center
-    linear = float(_uniform(generator, *ranges.atrophy_linear))
-    radial = coords.double() - brain_center.view(3, 1, 1, 1)
-    u += (linear * weight_here.double() * radial).float()
+    # Atrophy: the crop's unit field at A(y), its vectors brought into the pair's frame by M^-1.
+    fraction = float(_uniform(generator, *ranges.atrophy_fraction))
+    unit = torch.stack([sample_at(component, in_crop) for component in source.atrophy_unit])
+    unit = (torch.linalg.inv(augment).float() @ unit.reshape(3, -1)).reshape(unit.shape)
+    u += fraction * unit
 
     n_blobs = int(torch.randint(0, ranges.blob_count_max + 1, (1,), generator=generator))
+    inside = torch.nonzero(source.icv_mask)
     if n_blobs and len(inside):
         picks = torch.randint(0, len(inside), (n_blobs,), generator=generator)
-        centers = inside[picks].double()
-        if flip_and_rotate_deg is not None:
-            centers = (torch.linalg.solve(augment, (centers - crop_center).T).T + crop_center)
+        centers = torch.linalg.solve(augment, (inside[picks].double() - crop_center).T).T + crop_center
         radii = _uniform(generator, *ranges.blob_radius_vox, (n_blobs,))
         strengths = _uniform(generator, -ranges.blob_strength, ranges.blob_strength, (n_blobs,))
-        u += radial_blob_displacement(coords, centers, radii, strengths) * weight_here
+        u += radial_blob_displacement(coords, centers, radii, strengths) * interior_here
 
     # Both images are interpolated once, at a common random sub-voxel offset s.
     subvoxel = _uniform(generator, -0.5, 0.5, (3,)).float().view(3, 1, 1, 1)
-    bl_points = coords + subvoxel
-    fu_points = coords + subvoxel + u
-    if flip_and_rotate_deg is not None:
-        bl_points = bl_points + affine_displacement(bl_points, augment, crop_center, torch.zeros(3, dtype=torch.float64))
-        fu_points = fu_points + affine_displacement(fu_points, augment, crop_center, torch.zeros(3, dtype=torch.float64))
-    baseline = perturb_intensity(sample_at(crop_image, bl_points), ranges, generator)
-    followup = perturb_intensity(sample_at(crop_image, fu_points), ranges, generator)
+    baseline = sample_at(source.image, to_crop(coords + subvoxel))
+    followup = sample_at(source.image, to_crop(coords + subvoxel + u))
+    baseline = perturb_intensity(baseline, ranges, generator)
+    followup = perturb_intensity(followup, ranges, generator)
     return SyntheticPair(baseline.float(), followup.float(), u.float(), mask_here)

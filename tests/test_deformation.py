@@ -28,11 +28,10 @@ def linear_crop(shape: tuple[int, int, int]) -> torch.Tensor:
 def test_true_displacement_maps_baseline_onto_followup():
     shape = (48, 48, 48)
     mask = ball(shape, 18)
-    crop = linear_crop(shape)
-    weight = deformation.contraction_weight(mask, 6)
+    source = deformation.prepare_source_crop(linear_crop(shape), mask, QUIET)
     for seed, augment in [(0, None), (1, 8.0)]:
         generator = torch.Generator().manual_seed(seed)
-        pair = deformation.synthesize_pair(crop, weight, mask, generator, flip_and_rotate_deg=augment, ranges=QUIET)
+        pair = deformation.synthesize_pair(source, generator, flip_and_rotate_deg=augment, ranges=QUIET)
         assert pair.displacement.abs().max() > 0.3
         pulled = warp(pair.baseline.numpy(), pair.displacement.numpy())
         # away from the edges (where samples fall outside the crop)
@@ -42,12 +41,9 @@ def test_true_displacement_maps_baseline_onto_followup():
 
 def test_patches_have_the_requested_shape_and_a_consistent_truth():
     shape = (48, 64, 48)
-    mask = ball(shape, 20)
-    crop = linear_crop(shape)
+    source = deformation.prepare_source_crop(linear_crop(shape), ball(shape, 20), QUIET)
     generator = torch.Generator().manual_seed(5)
-    pair = deformation.synthesize_pair(
-        crop, deformation.contraction_weight(mask, 6), mask, generator, patch_shape=(32, 32, 32), ranges=QUIET
-    )
+    pair = deformation.synthesize_pair(source, generator, patch_shape=(32, 32, 32), ranges=QUIET)
     assert pair.baseline.shape == pair.followup.shape == pair.icv_mask.shape == (32, 32, 32)
     assert pair.displacement.shape == (3, 32, 32, 32)
     pulled = warp(pair.baseline.numpy(), pair.displacement.numpy())
@@ -57,11 +53,10 @@ def test_patches_have_the_requested_shape_and_a_consistent_truth():
 def test_pairs_are_deterministic_in_the_generator_seed():
     shape = (32, 32, 32)
     mask = ball(shape, 12)
-    crop = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    weight = deformation.contraction_weight(mask, 4)
+    source = deformation.prepare_source_crop(torch.rand(shape, generator=torch.Generator().manual_seed(0)), mask)
 
     def make(seed: int) -> deformation.SyntheticPair:
-        return deformation.synthesize_pair(crop, weight, mask, torch.Generator().manual_seed(seed), flip_and_rotate_deg=5.0)
+        return deformation.synthesize_pair(source, torch.Generator().manual_seed(seed), flip_and_rotate_deg=5.0)
 
     first, again, other = make(7), make(7), make(8)
     for name in ("baseline", "followup", "displacement"):
@@ -69,34 +64,53 @@ def test_pairs_are_deterministic_in_the_generator_seed():
         assert not torch.equal(getattr(first, name), getattr(other, name))
 
 
-def test_contraction_weight_is_zero_outside_and_one_deep_inside_the_cavity():
+def test_interior_weight_is_zero_outside_and_one_deep_inside_the_cavity():
     mask = ball((40, 40, 40), 16)
-    weight = deformation.contraction_weight(mask, 4)
+    weight = deformation.interior_weight(mask, 4)
     assert weight.min() >= 0.0 and weight.max() <= 1.0
     assert weight[~ball((40, 40, 40), 14)].max() == 0.0  # the outer 2-voxel shell and beyond
     assert torch.allclose(weight[ball((40, 40, 40), 5)], torch.ones(()), atol=1e-5)
 
 
-def test_global_contraction_shrinks_the_brain_but_not_the_cavity():
-    shape = (48, 48, 48)
-    cavity = ball(shape, 20)
-    brain = ball(shape, 7).float().numpy()  # deep enough for a contraction weight of 1
+def two_compartment_head(shape=(64, 64, 64)) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bright tissue ball (radius 22) in a dark CSF shell, inside a cavity of radius 25."""
+    cavity = ball(shape, 25)
+    return torch.where(ball(shape, 22), 1.0, 0.1) * cavity, cavity
+
+
+def test_tissue_probability_separates_tissue_from_csf_relative_to_the_median():
+    image, cavity = two_compartment_head()
+    for gain in (1.0, 250.0):
+        tissue = deformation.tissue_probability(image * gain, cavity)
+        assert torch.equal(tissue > 0.5, ball((64, 64, 64), 22))
+
+
+def test_atrophy_field_removes_the_requested_tissue_fraction_and_keeps_the_cavity():
+    image, cavity = two_compartment_head()
+    unit = deformation.atrophy_unit_field(deformation.tissue_probability(image, cavity), cavity)
+    tissue = ball((64, 64, 64), 22).float().numpy()
+    for fraction in (0.02, -0.01):
+        field = (fraction * unit).numpy()
+        tissue_ratio = warp(tissue, field).sum() / tissue.sum()
+        cavity_ratio = warp(cavity.float().numpy(), field).sum() / cavity.sum().item()
+        assert abs(tissue_ratio - (1.0 - fraction)) < 0.15 * abs(fraction)  # first-order model
+        assert abs(cavity_ratio - 1.0) < 0.1 * abs(fraction)
+    # curl-free and balanced: the field dies out outside the cavity
+    outside = ~ball((64, 64, 64), 28)
+    assert torch.linalg.norm(unit, dim=0)[outside].max() < 0.02 * torch.linalg.norm(unit, dim=0).max()
+
+
+def test_synthesised_atrophy_is_seen_in_the_true_field():
+    image, cavity = two_compartment_head()
     only_atrophy = dataclasses.replace(
-        QUIET,
-        smooth_amplitude_vox=0.0,
-        rotation_deg=0.0,
-        translation_vox=0.0,
-        atrophy_linear=(0.02, 0.02),
-        blob_count_max=0,
+        QUIET, smooth_amplitude_vox=0.0, rotation_deg=0.0, translation_vox=0.0, atrophy_fraction=(0.02, 0.02), blob_count_max=0
     )
-    pair = deformation.synthesize_pair(
-        linear_crop(shape), deformation.contraction_weight(cavity, 5), cavity, torch.Generator().manual_seed(0), ranges=only_atrophy
-    )
-    # The BL brain warped to FU: 2 % shorter radii, about 6 % less volume; the cavity keeps its volume.
-    brain_ratio = warp(brain, pair.displacement.numpy()).sum() / brain.sum()
-    cavity_ratio = warp(cavity.float().numpy(), pair.displacement.numpy()).sum() / cavity.sum().item()
-    assert 0.93 < brain_ratio < 0.95
-    assert abs(cavity_ratio - 1.0) < 1e-5
+    source = deformation.prepare_source_crop(image, cavity, only_atrophy)
+    tissue = ball((64, 64, 64), 22).float().numpy()
+    for augment in (None, 10.0):
+        pair = deformation.synthesize_pair(source, torch.Generator().manual_seed(2), flip_and_rotate_deg=augment, ranges=only_atrophy)
+        # the ball is symmetric, so flips and rotations leave its tissue where it was
+        assert abs(warp(tissue, pair.displacement.numpy()).sum() / tissue.sum() - 0.98) < 0.002
 
 
 def test_positive_blob_strength_shrinks_and_negative_grows_the_structure_at_its_centre():

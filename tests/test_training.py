@@ -154,5 +154,20 @@ def test_cli_reports_usage_and_missing_inputs(tmp_path, capsys):
     assert train_cli.main(["--scans", str(tmp_path), "--cache-dir", str(tmp_path), "--output-dir", str(tmp_path), "--export-only"]) == 64
     assert train_cli.main(["--scans", str(tmp_path), "--holdout", "other.nii.gz", "--cache-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 64
     assert train_cli.main(["--scans", str(tmp_path), "--patch-shape", "60", "64", "64", "--cache-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 64
-    assert train_cli.main(["--steps", "3"]) == 64  # --scans and the folders are required
+    assert train_cli.main(["--steps", "3"]) == 64  # the folders are required
+    assert train_cli.main(["--cache-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 64  # and --scans
     assert train_cli.main(["--help"]) == 0
+
+
+def test_export_only_exports_the_checkpoint_of_an_output_dir(tmp_path):
+    config = TrainingConfig(steps=1, batch_size=1)
+    model, optimizer = new_model_and_optimizer(SMALL, config, CPU)
+    history = train(model, optimizer, ShiftedPair(), config, progress=False)
+    run_dir, export_dir = tmp_path / "run", tmp_path / "weights"
+    run_dir.mkdir()
+    torch.save(training_state(model, optimizer, 1, config, history), run_dir / train_cli.CHECKPOINT_NAME)
+    code = train_cli.main(["--cache-dir", str(tmp_path), "--output-dir", str(run_dir), "--export-only", "--export", str(export_dir)])
+    assert code == 0
+    payload = torch.load(export_dir / "registration_unet.pt", weights_only=True)
+    assert payload["metadata"]["step"] == 1
+    assert (export_dir / "MODEL_CARD.md").exists()
