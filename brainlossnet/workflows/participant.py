@@ -1,9 +1,10 @@
-"""All BL/FU pairs of a run: the pair workflow split over pairs, run by a Pydra worker.
+"""All BL/FU pairs of a run: one Pydra pair workflow per pair, pairs spread over workers.
 
-Failures are isolated per pair: when the split run stops on an error, every pair is run
-again on its own in a child process against the same cache, so finished stages are reused,
-the good pairs complete, and each failed pair gets one line that names the stage and the
-problem.
+Each pair's workflow runs in its own worker process (``nprocs`` at a time) against the
+shared cache, so a failed pair cannot stop the others: it becomes a failed result with
+one line naming the stage and the problem. (Pydra 0.25 can split one workflow over all
+pairs, but a failed node inside such a split leaves its submitter looping forever in
+``DiGraph.remove_successors_nodes``; per-pair submission avoids that.)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import os
-import re
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -64,18 +65,12 @@ class PairResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def init_participant_wf(
-    pairs: list[PairSpec], *, options: PipelineOptions, name: str = "participant_wf"
-) -> pydra.Workflow:
-    """The pair workflow split over ``pairs`` (built, not run)."""
-    wf = init_pair_wf(name=name, crop_shape=options.crop_shape, device=options.device, seed=options.seed)
-    calibration = profile_path(options.calibration)
-    wf.split(
-        ("t1w_bl", "t1w_fu"),
-        t1w_bl=[Path(p.t1w_bl).resolve() for p in pairs],
-        t1w_fu=[Path(p.t1w_fu).resolve() for p in pairs],
-    )
-    wf.inputs.calibration = calibration
+def init_single_pair_wf(pair: PairSpec, *, options: PipelineOptions) -> pydra.Workflow:
+    """The pair workflow with one pair's scans and the calibration file as inputs (built, not run)."""
+    wf = init_pair_wf(crop_shape=options.crop_shape, device=options.device, seed=options.seed)
+    wf.inputs.t1w_bl = Path(pair.t1w_bl).resolve()
+    wf.inputs.t1w_fu = Path(pair.t1w_fu).resolve()
+    wf.inputs.calibration = profile_path(options.calibration)
     return wf
 
 
@@ -89,12 +84,9 @@ def _kept_working_directory() -> Iterator[None]:
         os.chdir(cwd)
 
 
-def _submit(wf: pydra.Workflow, work_dir: Path, plugin: str, nprocs: int, plugin_args: dict | None) -> None:
-    worker_args = dict(plugin_args or {})
-    if plugin == "cf":
-        worker_args.setdefault("n_procs", nprocs)
+def _submit(wf: pydra.Workflow, work_dir: Path, plugin: str, plugin_args: dict | None) -> None:
     wf.cache_dir = work_dir
-    with _kept_working_directory(), pydra.Submitter(plugin=plugin, **worker_args) as submitter:
+    with _kept_working_directory(), pydra.Submitter(plugin=plugin, **dict(plugin_args or {})) as submitter:
         submitter(wf)
 
 
@@ -113,29 +105,34 @@ def _pair_result(pair: PairSpec, outputs: Any, options: PipelineOptions) -> Pair
 
 
 def failure_message(error: BaseException) -> str:
-    """One line naming the failed stage and the root cause of a Pydra error chain."""
-    stage = None
+    """One line: the stage that failed and the root cause (type and message, which name the file).
+
+    The stage is the outermost frame of the root cause's traceback that lies in
+    ``brainlossnet/interfaces`` (the stage function itself).
+    """
     chain: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and current not in chain:
         chain.append(current)
-        found = re.search(r"Tasks? \[?'?(\w+)'?\]? raised an error", str(current))
-        if found and stage is None:
-            stage = found.group(1)
         current = current.__cause__ or current.__context__
     root = chain[-1]
-    text = str(root).strip().splitlines()[-1] if str(root).strip() else type(root).__name__
-    return f"{stage + ': ' if stage else ''}{type(root).__name__}: {text}"
+    stages = [
+        frame.name for frame in traceback.extract_tb(root.__traceback__)
+        if f"{os.sep}interfaces{os.sep}" in frame.filename and not frame.name.startswith("_")
+    ]
+    lines = str(root).strip().splitlines()
+    text = " ".join(" ".join(lines).split()) if lines else type(root).__name__
+    return f"{stages[0] + ': ' if stages else ''}{type(root).__name__}: {text}"
 
 
-def _run_one_pair(
-    pair: PairSpec, work_dir: Path, options: PipelineOptions, plugin: str, plugin_args: dict | None
+def run_one_pair(
+    pair: PairSpec, work_dir: Path, options: PipelineOptions, plugin: str = "serial", plugin_args: dict | None = None
 ) -> PairResult:
-    """Run a single pair (in a child process) and turn any failure into a failed result."""
+    """Run one pair's workflow in this process; any failure becomes a failed result."""
     try:
-        wf = init_participant_wf([pair], options=options)
-        _submit(wf, work_dir, "serial" if plugin == "cf" else plugin, 1, plugin_args)
-        return _pair_result(pair, wf.result(return_inputs=False)[0].output, options)
+        wf = init_single_pair_wf(pair, options=options)
+        _submit(wf, Path(work_dir).resolve(), plugin, plugin_args)
+        return _pair_result(pair, wf.result(return_inputs=False).output, options)
     except Exception as error:  # every failure of a pair is reported, never raised
         return PairResult(pair=pair, status="failed", message=failure_message(error))
 
@@ -151,22 +148,20 @@ def run_pairs(
 ) -> list[PairResult]:
     """Run the pipeline on all pairs; ``work_dir`` is the Pydra cache (reruns reuse it).
 
-    Returns one result per pair, in order; a failed pair has ``status == "failed"`` and a
-    one-line ``message``, and never stops the others.
+    ``plugin`` ``cf`` (or ``serial``) runs ``nprocs`` pairs at once, each pair's stages one
+    after the other in a fresh worker process (CUDA is only ever initialised there); any
+    other Pydra plugin (``slurm``) submits each pair's stages through that worker, for
+    ``nprocs`` pairs at once. Returns one result per pair, in order; a failed pair has
+    ``status == "failed"`` and a one-line ``message``, and never stops the others.
     """
     if not pairs:
         return []
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
-    wf = init_participant_wf(pairs, options=options)
-    try:
-        _submit(wf, work_dir, plugin, nprocs, plugin_args)
-        results = wf.result(return_inputs=False)
-        return [_pair_result(pair, result.output, options) for pair, result in zip(pairs, results)]
-    except Exception:
-        pass  # isolate below: each pair alone, finished stages come from the cache
+    pair_plugin = "serial" if plugin in ("cf", "serial") else plugin
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, nprocs), mp_context=context) as pool:
-        futures = [pool.submit(_run_one_pair, pair, work_dir, options, plugin, plugin_args) for pair in pairs]
+        futures = [
+            pool.submit(run_one_pair, pair, work_dir, options, pair_plugin, plugin_args) for pair in pairs
+        ]
         return [future.result() for future in futures]
-

@@ -1,0 +1,145 @@
+"""Time and memory of each stage and of the whole pair, on a pair made from a real scan.
+
+The pair: BL is a real head scan; FU is the same scan moved rigidly (2 degrees, 1.5 mm),
+resampled once onto a larger grid, with its own noise (a rescan, no atrophy). Each stage
+runs in a fresh worker process, several times; the table gives the median time, the peak
+resident memory of that worker, and each stage's share of the summed pipeline. The whole
+pair is then run through the Pydra workflow (cf worker) with a fresh cache each time.
+
+    python benchmarks/pair_speed.py ../shared/data/chris_t1.nii.gz --repeats 3 --nprocs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brainlossnet import geometry
+
+
+def make_rescan(source: Path, out_file: Path, seed: int = 0) -> Path:
+    """The scan moved rigidly and resampled once onto a 20-voxel-padded grid, plus noise."""
+    image = nib.load(str(source))
+    data = image.get_fdata(dtype=np.float32)
+    angle = np.deg2rad(2.0)
+    move = np.eye(4)
+    move[:3, :3] = [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    move[:3, 3] = [1.5, -1.0, 0.5]
+    padded_shape = tuple(n + 40 for n in data.shape)
+    padded_affine = image.affine.copy()
+    padded_affine[:3, 3] -= image.affine[:3, :3] @ np.full(3, 20.0)
+    moved = geometry.resample(data, image.affine, padded_shape, padded_affine, world_transform=move, order=3)
+    rng = np.random.default_rng(seed)
+    moved += rng.normal(0, 0.01 * np.percentile(data, 99), moved.shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(np.clip(moved, 0, None), padded_affine), str(out_file))
+    return out_file
+
+
+def _stage_worker(stage: str, kwargs: dict, folder: str, queue) -> None:
+    os.chdir(folder)
+    from brainlossnet.interfaces import halfway, preprocess, register, segment, volumes
+
+    function = {
+        "reslice": preprocess.reslice, "crop": preprocess.crop, "rigid_halfway": halfway.rigid_halfway,
+        "segment": segment.segment, "register": register.register,
+        "volumes": volumes.measure_volumes, "correct": volumes.correct,
+    }[stage]
+    start = time.perf_counter()
+    outputs = function(**kwargs)
+    elapsed_s = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put((outputs[:-1], elapsed_s, peak_mib))
+
+
+def run_stage(stage: str, folder: Path, **kwargs):
+    """Run one stage in a fresh process; return its outputs, seconds and peak memory (MiB)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    folder.mkdir(parents=True, exist_ok=True)
+    process = context.Process(target=_stage_worker, args=(stage, kwargs, str(folder), queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def one_pass(bl: Path, fu: Path, scratch: Path, device: str) -> dict[str, tuple[float, float]]:
+    """Every stage once, BL/FU and forward/backward stages counted together."""
+    from brainlossnet.calibration import profile_path
+
+    timings: dict[str, list[tuple[float, float]]] = {}
+
+    def stage(name: str, label: str, **kwargs):
+        outputs, seconds, peak = run_stage(name, scratch / label, **kwargs)
+        timings.setdefault(name, []).append((seconds, peak))
+        return outputs
+
+    crops = {}
+    for session, scan in (("bl", bl), ("fu", fu)):
+        (resliced,) = stage("reslice", f"reslice_{session}", in_file=scan)
+        crops[session] = stage("crop", f"crop_{session}", in_file=resliced)[0]
+    bl_half, fu_half, _ = stage("rigid_halfway", "halfway", bl_crop=crops["bl"], fu_crop=crops["fu"],
+                                bl_source=bl, fu_source=fu)
+    masks = {s: stage("segment", f"segment_{s}", in_file=f) for s, f in (("bl", bl_half), ("fu", fu_half))}
+    (field_fw,) = stage("register", "register_fw", moving=bl_half, fixed=fu_half, device=device)
+    (field_bw,) = stage("register", "register_bw", moving=fu_half, fixed=bl_half, device=device)
+    (volumes_file,) = stage("volumes", "volumes", bl_parenchyma=masks["bl"][1], bl_intracranial=masks["bl"][0],
+                            fu_parenchyma=masks["fu"][1], fu_intracranial=masks["fu"][0],
+                            field_fw=field_fw, field_bw=field_bw)
+    stage("correct", "correct", volumes=volumes_file, calibration=profile_path("default"))
+    return {name: (sum(s for s, _ in runs), max(p for _, p in runs)) for name, runs in timings.items()}
+
+
+def whole_pair(bl: Path, fu: Path, work_dir: Path, nprocs: int, device: str) -> tuple[float, float]:
+    """Wall time of the Pydra pair workflow with an empty cache, and its BVL."""
+    from brainlossnet.workflows.participant import PairSpec, PipelineOptions, run_pairs
+
+    start = time.perf_counter()
+    (result,) = run_pairs([PairSpec("bench", "1", "2", bl, fu)], work_dir=work_dir,
+                          options=PipelineOptions(device=device), nprocs=nprocs)
+    if result.status != "ok":
+        raise RuntimeError(result.message)
+    return time.perf_counter() - start, result.metrics["bvl"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scan", type=Path)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="blnet-bench-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        bl = args.scan.resolve()
+        fu = make_rescan(bl, scratch / "rescan.nii.gz")
+        passes = [one_pass(bl, fu, scratch / f"pass{i}", args.device) for i in range(args.repeats)]
+        wholes = [whole_pair(bl, fu, scratch / f"work{i}", args.nprocs, args.device) for i in range(args.repeats)]
+    stages = list(passes[0])
+    medians = {name: statistics.median(p[name][0] for p in passes) for name in stages}
+    peaks = {name: max(p[name][1] for p in passes) for name in stages}
+    total = sum(medians.values())
+    print(f"pair from {args.scan.name} (rescan, no atrophy); {args.repeats} runs; "
+          f"{os.cpu_count()} CPUs; device {args.device}; ITK threads "
+          f"{os.environ.get('ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS', '1')}")
+    print(f"{'stage':15s} {'median s':>9s} {'share':>6s} {'peak MiB':>9s}")
+    for name in stages:
+        print(f"{name:15s} {medians[name]:9.1f} {medians[name] / total:6.0%} {peaks[name]:9.0f}")
+    print(f"{'sum of stages':15s} {total:9.1f} {1:6.0%}")
+    wall = statistics.median(w for w, _ in wholes)
+    print(f"{'whole pair':15s} {wall:9.1f} {wall / total:6.0%}  (Pydra cf, --nprocs {args.nprocs}, "
+          f"empty cache; ratio to the sum of stages)")
+    print(f"BVL of the rescan pair (truth 0): {', '.join(f'{b:+.3f} %' for _, b in wholes)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""run_pairs: swapping baseline and follow-up negates the result; failures stay per pair."""
+
+from pathlib import Path
+
+from brainlossnet.workflows.participant import PairSpec, PipelineOptions, run_pairs
+
+
+def test_swapping_baseline_and_followup_negates_bvl(tiny_run):
+    scans = sorted(tiny_run.bids_dir.glob("sub-01/ses-*/anat/*_T1w.nii.gz"))
+    forward = PairSpec("01", "01", "02", scans[0], scans[1])
+    swapped = PairSpec("01", "02", "01", scans[1], scans[0])
+    options = PipelineOptions(device="cpu", crop_shape=(96, 112, 112))
+    results = run_pairs([forward, swapped], work_dir=tiny_run.work_dir, options=options, nprocs=2)
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert abs(results[0].metrics["bvl"] + results[1].metrics["bvl"]) < 0.05
+    assert results[0].files["field_fw"].is_file()
+
+
+def test_a_broken_scan_fails_its_pair_with_one_line_and_the_other_pair_completes(tiny_run, tmp_path):
+    scans = sorted(tiny_run.bids_dir.glob("sub-01/ses-*/anat/*_T1w.nii.gz"))
+    broken = tmp_path / "sub-09_ses-01_T1w.nii.gz"
+    broken.write_bytes(b"not a nifti")
+    good = PairSpec("01", "01", "02", scans[0], scans[1])
+    bad = PairSpec("09", "01", "02", broken, scans[1])
+    options = PipelineOptions(device="cpu", crop_shape=(96, 112, 112))
+    results = run_pairs([good, bad], work_dir=tiny_run.work_dir, options=options, nprocs=2)
+    assert [r.status for r in results] == ["ok", "failed"]
+    assert results[1].message.startswith("reslice: ")
+    assert "sub-09_ses-01_T1w.nii.gz" in results[1].message
+    assert "\n" not in results[1].message
+    assert results[1].metrics == {}
+    assert isinstance(results[0].metrics["bvl"], float)
+    assert Path(results[0].files["bl_halfway"]).is_file()
