@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from brainlossnet.agreement import bland_altman
 from brainlossnet.jacobian import jacobian_determinant
@@ -90,20 +92,21 @@ def intensity_window(volume: np.ndarray, mask: np.ndarray) -> tuple[float, float
     return float(low), float(max(high, low + 1e-6))
 
 
-def _grey(ax, volume, view, centre, voxel_mm, window) -> None:
+def _grey(ax: Axes, volume: np.ndarray, view: str, centre: Sequence[int], voxel_mm: Sequence[float],
+          window: tuple[float, float]) -> None:
     ax.imshow(view_slice(volume, view, centre), cmap="gray", vmin=window[0], vmax=window[1],
               origin="lower", aspect=_aspect(view, voxel_mm), interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def _contour(ax, mask, view, centre, colour) -> None:
+def _contour(ax: Axes, mask: np.ndarray, view: str, centre: Sequence[int], colour: str) -> None:
     plane = view_slice(mask, view, centre)
     if np.any(plane > 0.5) and np.any(plane <= 0.5):
         ax.contour(plane, levels=[0.5], colors=[colour], linewidths=0.8)
 
 
-def _orientation_labels(ax, view: str) -> None:
+def _orientation_labels(ax: Axes, view: str) -> None:
     left, right = ("P", "A") if view == "sagittal" else ("L", "R")
     style = {"color": "white", "fontsize": 8, "transform": ax.transAxes, "va": "center"}
     ax.text(0.02, 0.5, left, ha="left", **style)
@@ -130,9 +133,7 @@ def anatomy_figure(images: PairImages, centre: Sequence[int]) -> bytes:
     return png_bytes(figure)
 
 
-def _line(colour: str, label: str):
-    from matplotlib.lines import Line2D
-
+def _line(colour: str, label: str) -> Line2D:
     return Line2D([], [], color=colour, label=label)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from brainlossnet.agreement import bland_altman, intraclass_correlation
-from brainlossnet.reports import html
+from brainlossnet.reports import markup
 from brainlossnet.reports.figures import agreement_figure, group_figures
 from brainlossnet.reports.flags import pair_warnings
 from brainlossnet.reports.normative import (
@@ -94,20 +94,20 @@ def _median_iqr(values: np.ndarray, digits: int = 3) -> str:
 def _bland_altman_table(a: np.ndarray, b: np.ndarray, unit: str = "%") -> str:
     stats = bland_altman(a, b)
     rows = [["pairs", str(stats.n)],
-            ["mean difference", html.number(stats.mean_diff, 3, unit)],
+            ["mean difference", markup.number(stats.mean_diff, 3, unit)],
             ["limits of agreement (± 1.96 SD)",
-             f"{html.number(stats.loa_low, 3)} to {html.number(stats.loa_high, 3, unit)}"],
+             f"{markup.number(stats.loa_low, 3)} to {markup.number(stats.loa_high, 3, unit)}"],
             ["median [IQR] difference",
-             f"{html.number(stats.median_diff, 3)} [{html.number(stats.q1_diff, 3)}, "
-             f"{html.number(stats.q3_diff, 3)}] {unit}"],
-            ["95th percentile of |difference|", html.number(stats.p95_abs_diff, 3, unit)]]
-    return html.table(["Bland–Altman", ""], rows)
+             f"{markup.number(stats.median_diff, 3)} [{markup.number(stats.q1_diff, 3)}, "
+             f"{markup.number(stats.q3_diff, 3)}] {unit}"],
+            ["95th percentile of |difference|", markup.number(stats.p95_abs_diff, 3, unit)]]
+    return markup.table(["Bland–Altman", ""], rows)
 
 
 def _reference_line(reference: Reference) -> str:
-    doi = f' <a href="https://doi.org/{html.esc(reference.doi)}">doi:{html.esc(reference.doi)}</a>' \
+    doi = f' <a href="https://doi.org/{markup.esc(reference.doi)}">doi:{markup.esc(reference.doi)}</a>' \
         if reference.doi else ""
-    return f"<li>{html.esc(reference.citation)}.{doi}</li>"
+    return f"<li>{markup.esc(reference.citation)}.{doi}</li>"
 
 
 def _pairs_table(table: pd.DataFrame, links: Mapping[PairKey, str]) -> str:
@@ -116,16 +116,16 @@ def _pairs_table(table: pd.DataFrame, links: Mapping[PairKey, str]) -> str:
         key = (row.participant_id, row.session_bl, row.session_fu)
         link = links.get(key)
         name = f"{row.participant_id} {row.session_bl}→{row.session_fu}"
-        cell = html.Raw(f'<a href="{html.esc(link)}">{html.esc(name)}</a>') if link else name
-        rows.append([cell, row.status, html.number(row.bvl, 3), html.number(row.bvl_fw, 3),
-                     html.number(row.bvl_bw, 3), html.number(row.dtiv, 3),
-                     html.number(row.interval_days, 0), html.number(row.rate_pct_per_year, 3),
-                     html.number(row.age, 0), html.number(row.age_cutoff, 2),
-                     html.Raw(html.esc(row.warnings) or "—")])
+        cell = markup.Raw(f'<a href="{markup.esc(link)}">{markup.esc(name)}</a>') if link else name
+        rows.append([cell, row.status, markup.number(row.bvl, 3), markup.number(row.bvl_fw, 3),
+                     markup.number(row.bvl_bw, 3), markup.number(row.dtiv, 3),
+                     markup.number(row.interval_days, 0), markup.number(row.rate_pct_per_year, 3),
+                     markup.number(row.age, 0), markup.number(row.age_cutoff, 2),
+                     markup.Raw(markup.esc(row.warnings) or "—")])
         classes.append("failed" if row.status == "failed" else ("flagged" if row.n_warnings else ""))
     header = ["pair", "status", "BVL %", "fw %", "bw %", "dTIV %", "days", "%/year", "age",
               "cut-off %/year", "warnings"]
-    return html.table(header, rows, text_columns=2, row_classes=classes)
+    return markup.table(header, rows, text_columns=2, row_classes=classes)
 
 
 def render_group_report(
@@ -191,7 +191,7 @@ def render_group_report(
     ]
     problem_html = ""
     if problems:
-        problem_html = html.warnings_box([f"not read: {p}" for p in problems])
+        problem_html = markup.warnings_box([f"not read: {p}" for p in problems])
     reference_html = ""
     if reference is not None:
         name = reference_name or "reference"
@@ -199,20 +199,20 @@ def render_group_report(
         both = np.isfinite(ref) & np.isfinite(ok["bvl"].to_numpy(float))
         icc = intraclass_correlation(np.column_stack([ok["bvl"].to_numpy(float), ref]))
         if both.sum() >= 1:
-            plot = html.image(agreement_figure(ref, ok["bvl"].to_numpy(float), f"{name} (%)",
+            plot = markup.image(agreement_figure(ref, ok["bvl"].to_numpy(float), f"{name} (%)",
                                                "brainlossnet BVL (%)"), f"brainlossnet against {name}")
         else:
             plot = '<p class="muted">No pair has both values.</p>'
         reference_html = f"""
-<h2>Agreement with {html.esc(name)}</h2>
-<p>{int(both.sum())} of {len(ok)} ok pairs have a value of <code>{html.esc(name)}</code>. The paper
+<h2>Agreement with {markup.esc(name)}</h2>
+<p>{int(both.sum())} of {len(ok)} ok pairs have a value of <code>{markup.esc(name)}</code>. The paper
 reports median [IQR] of SIENA − BrainLossNet of 0.10 [−0.18, 0.35] % and an ICC of 0.80 on its test
-data. Differences below are {html.esc(name)} − brainlossnet.</p>
+data. Differences below are {markup.esc(name)} − brainlossnet.</p>
 {plot}
 {_bland_altman_table(ref, ok["bvl"].to_numpy(float))}
-{html.table(["intraclass correlation (single measures)", ""], [
-    ["ICC(2,1), two-way random, absolute agreement", html.number(icc.icc_2_1, 3)],
-    ["ICC(3,1), two-way mixed, consistency", html.number(icc.icc_3_1, 3)],
+{markup.table(["intraclass correlation (single measures)", ""], [
+    ["ICC(2,1), two-way random, absolute agreement", markup.number(icc.icc_2_1, 3)],
+    ["ICC(3,1), two-way mixed, consistency", markup.number(icc.icc_3_1, 3)],
     ["pairs", str(icc.n)]])}
 <p class="muted">ICC(2,1) counts a systematic offset between the methods as disagreement, ICC(3,1)
 does not (Shrout and Fleiss 1979).</p>
@@ -220,29 +220,29 @@ does not (Shrout and Fleiss 1979).</p>
     body = f"""
 <h1>brainlossnet group report</h1>
 {problem_html}
-{html.table(["summary", ""], summary_rows)}
+{markup.table(["summary", ""], summary_rows)}
 <h2>Brain volume loss</h2>
 <p>Distribution of the final BVL (negative = loss) over the ok pairs.</p>
-{html.image(figures['histogram'], 'histogram of BVL')}
+{markup.image(figures['histogram'], 'histogram of BVL')}
 <h2>Forward against backward</h2>
 <p>Each pair is registered both ways; the two estimates should agree (paper Fig. 3: median
 forward − backward −0.02 %, 95 % of |fw − bw| below 0.19 %). Differences are forward − backward.</p>
-{html.image(figures['forward_backward'], 'forward against backward BVL and Bland–Altman plot')}
+{markup.image(figures['forward_backward'], 'forward against backward BVL and Bland–Altman plot')}
 {_bland_altman_table(fw, bw)}
 <h2>Raw parenchyma change against apparent TIV change</h2>
 <p>The TIV cannot change, so its apparent change measures distortion between the scans; the
 slope of dBPV on dTIV (paper Fig. 2, left) is what the distortion correction removes
 (m<sub>TIV</sub> of the calibration profile, dashed).</p>
-{html.image(figures['distortion'], 'dBPV against dTIV')}
+{markup.image(figures['distortion'], 'dBPV against dTIV')}
 <h2>Annualised BVL and cut-offs for pathological loss</h2>
 <p>BVL per year = BVL × 365.25 / interval (days, from acquisition times). Red: the age-dependent
-95th percentile of healthy adults ({html.esc(OPFER_2018.short)}: −0.52, −0.77, −1.05 and −1.45 %/year at
+95th percentile of healthy adults ({markup.esc(OPFER_2018.short)}: −0.52, −0.77, −1.05 and −1.45 %/year at
 ages 45, 55, 65 and 75; linear in between here, not extrapolated); a loss beyond it at that age
 is taken as pathological. Purple: cut-offs of annualised loss for multiple sclerosis
-({html.esc(DE_STEFANO_2016.short)}: −0.40, −0.46, −0.52 %/year at 80, 90, 95 % specificity). Both were
+({markup.esc(DE_STEFANO_2016.short)}: −0.40, −0.46, −0.52 %/year at 80, 90, 95 % specificity). Both were
 measured with SIENA: compare with brainlossnet BVL only under a calibration against SIENA.
 Age is taken from participants.tsv (<code>age</code>).</p>
-{html.image(figures['annualised'], 'annualised BVL with cut-offs')}
+{markup.image(figures['annualised'], 'annualised BVL with cut-offs')}
 <p>{beyond_age} of {with_cutoff} pairs with an age in 45–75 lose more than the age-dependent
 healthy 95th percentile; {beyond_ms} of {int(np.isfinite(rate).sum())} pairs with an interval lose
 more than {MS_CUTOFF_PCT_PER_YEAR} %/year.</p>
@@ -261,4 +261,4 @@ Psychol Bull 86:420-428.</li>
 </ul>
 <p class="muted">Report drawn in {time.perf_counter() - start:.1f} s.</p>
 """
-    return html.page("brainlossnet group report", body)
+    return markup.page("brainlossnet group report", body)

@@ -12,7 +12,7 @@ import numpy as np
 
 from brainlossnet.geometry import voxel_sizes_mm
 from brainlossnet.interfaces.nifti import load_image
-from brainlossnet.reports import html
+from brainlossnet.reports import markup
 from brainlossnet.reports.figures import DeformationSummary, PairImages, pair_figures
 from brainlossnet.reports.flags import SCANNER_KEYS, pair_warnings
 
@@ -54,7 +54,7 @@ def _status(record: Mapping[str, Any], warnings: list[str]) -> str:
     if status == "ok" and warnings:
         return '<span class="flagged">ok, with warnings</span>'
     css = "ok" if status == "ok" else ("flagged" if status == "flagged" else "failed")
-    return f'<span class="{css}">{html.esc(status)}</span>'
+    return f'<span class="{css}">{markup.esc(status)}</span>'
 
 
 def _changes_table(record: Mapping[str, Any]) -> str:
@@ -62,17 +62,17 @@ def _changes_table(record: Mapping[str, Any]) -> str:
     for key, label in (("dbpv", "dBPV, raw parenchyma change (%)"),
                        ("dtiv", "dTIV, apparent intracranial change (%)"),
                        ("bvl", "BVL, corrected and rescaled (%)")):
-        rows.append([label, html.number(record.get(f"{key}_fw"), 3),
-                     html.number(record.get(f"{key}_bw"), 3), html.number(record.get(key), 3)])
-    return html.table(["", "forward (BL→FU)", "backward (FU→BL)", "final (mean)"], rows)
+        rows.append([label, markup.number(record.get(f"{key}_fw"), 3),
+                     markup.number(record.get(f"{key}_bw"), 3), markup.number(record.get(key), 3)])
+    return markup.table(["", "forward (BL→FU)", "backward (FU→BL)", "final (mean)"], rows)
 
 
 def _volumes_table(record: Mapping[str, Any]) -> str:
     rows = []
     for kind, label in (("bpv", "parenchyma (BPV)"), ("tiv", "intracranial (TIV)")):
-        rows.append([label] + [html.number(record.get(f"{kind}_{key}_ml"), 1)
+        rows.append([label] + [markup.number(record.get(f"{kind}_{key}_ml"), 1)
                                for key in ("bl", "fu_from_bl", "fu", "bl_from_fu")])
-    return html.table(["ml", "BL", "BL warped to FU", "FU", "FU warped to BL"], rows)
+    return markup.table(["ml", "BL", "BL warped to FU", "FU", "FU warped to BL"], rows)
 
 
 def _correction(record: Mapping[str, Any]) -> str:
@@ -80,28 +80,28 @@ def _correction(record: Mapping[str, Any]) -> str:
     m_tiv, m_scale = profile.get("m_tiv"), profile.get("m_scale")
     formula = (
         f"<p>BVL = (dBPV − m<sub>TIV</sub> · dTIV) / m<sub>scale</sub> = "
-        f"({html.number(record.get('dbpv'), 3)} − {html.number(m_tiv, 3)} · "
-        f"{html.number(record.get('dtiv'), 3)}) / {html.number(m_scale, 3)} = "
-        f"<strong>{html.number(record.get('bvl'), 3)} %</strong> "
+        f"({markup.number(record.get('dbpv'), 3)} − {markup.number(m_tiv, 3)} · "
+        f"{markup.number(record.get('dtiv'), 3)}) / {markup.number(m_scale, 3)} = "
+        f"<strong>{markup.number(record.get('bvl'), 3)} %</strong> "
         "(paper Eqs. 6, 8-10, applied to forward and backward alike).</p>"
     )
     rows = [["profile", f"{profile.get('name', 'n/a')} {profile.get('version', '')}".strip()],
-            ["m_TIV", html.number(m_tiv, 3)], ["m_scale", html.number(m_scale, 3)],
+            ["m_TIV", markup.number(m_tiv, 3)], ["m_scale", markup.number(m_scale, 3)],
             ["belongs to model", profile.get("model", "n/a")],
             ["description", profile.get("description", "n/a")]]
     if profile.get("fit"):
         rows.append(["fit", json.dumps(profile["fit"], sort_keys=True)])
-    return formula + html.table(["calibration", ""], rows, text_columns=2)
+    return formula + markup.table(["calibration", ""], rows, text_columns=2)
 
 
 def _times_table(record: Mapping[str, Any]) -> str:
     seconds = record.get("stage_seconds") or {}
     if not seconds:
         return "<p class=\"muted\">No stage times (the pair did not finish).</p>"
-    rows = [[stage, html.number(value, 1)] for stage, value in seconds.items()]
-    rows.append([html.Raw("<strong>total</strong>"),
-                 html.number(sum(float(v) for v in seconds.values()), 1)])
-    return (html.table(["stage", "seconds"], rows)
+    rows = [[stage, markup.number(value, 1)] for stage, value in seconds.items()]
+    rows.append([markup.Raw("<strong>total</strong>"),
+                 markup.number(sum(float(v) for v in seconds.values()), 1)])
+    return (markup.table(["stage", "seconds"], rows)
             + '<p class="muted">A stage taken from the work-dir cache reports the time of its '
               "original run.</p>")
 
@@ -120,13 +120,13 @@ def _provenance(record: Mapping[str, Any], metadata_bl: Mapping[str, Any] | None
         ["options", json.dumps(record.get("options") or {}, sort_keys=True)],
         ["BL source", sources.get("bl", "n/a")], ["FU source", sources.get("fu", "n/a")],
         ["BL acquired", acquired.get("bl") or "unknown"], ["FU acquired", acquired.get("fu") or "unknown"],
-        ["interval", html.number(record.get("interval_days"), 1, "days")],
+        ["interval", markup.number(record.get("interval_days"), 1, "days")],
     ]
-    text = html.table(["provenance", ""], rows, text_columns=2)
+    text = markup.table(["provenance", ""], rows, text_columns=2)
     if metadata_bl is not None and metadata_fu is not None:
         scanner_rows = [[key, str(metadata_bl.get(key, "n/a")), str(metadata_fu.get(key, "n/a"))]
                         for key in SCANNER_KEYS]
-        text += html.table(["sidecar", "BL", "FU"], scanner_rows, text_columns=3)
+        text += markup.table(["sidecar", "BL", "FU"], scanner_rows, text_columns=3)
     return text
 
 
@@ -136,19 +136,19 @@ def _figures_section(figures: Mapping[str, bytes], summary: DeformationSummary) 
 <p>Both scans after the rigid halfway registration (each resampled once), three slices through
 the centre of the BL intracranial mask. Contours: <span style="color:#d08a00">parenchyma</span>
 (grey + white matter) and <span style="color:#0096c0">TIV</span> (inside the inner skull).</p>
-{html.image(figures['anatomy'], 'BL and FU halfway images with parenchyma and TIV contours')}
+{markup.image(figures['anatomy'], 'BL and FU halfway images with parenchyma and TIV contours')}
 <h2>Flicker</h2>
 <p>BL and FU alternate every 0.8 s at the same place; a good rigid alignment shows only
 true change (ventricles, sulci) moving, no shift of the whole head.</p>
-{html.flicker(figures['flicker_bl'], figures['flicker_fu'], 'BL/FU flicker')}
+{markup.flicker(figures['flicker_bl'], figures['flicker_fu'], 'BL/FU flicker')}
 <h2>Deformation (forward field BL → FU) over BL</h2>
 <p>Top: length of the displacement (mm). Bottom: local volume change as log(FU/BL volume),
 blue = loss, red = gain. Inside the BL intracranial mask: largest displacement
-{html.number(summary.max_displacement_mm, 2, 'mm')} (99th percentile
-{html.number(summary.p99_displacement_mm, 2, 'mm')}); folded voxels (Jacobian ≤ 0)
-{html.number(100 * summary.folded_fraction, 3, '%')}; median log volume ratio in the parenchyma
-{html.number(summary.median_log_volume_ratio_parenchyma, 4)}.</p>
-{html.image(figures['deformation'], 'forward displacement magnitude and log volume ratio over BL')}
+{markup.number(summary.max_displacement_mm, 2, 'mm')} (99th percentile
+{markup.number(summary.p99_displacement_mm, 2, 'mm')}); folded voxels (Jacobian ≤ 0)
+{markup.number(100 * summary.folded_fraction, 3, '%')}; median log volume ratio in the parenchyma
+{markup.number(summary.median_log_volume_ratio_parenchyma, 4)}.</p>
+{markup.image(figures['deformation'], 'forward displacement magnitude and log volume ratio over BL')}
 """
 
 
@@ -186,11 +186,11 @@ def render_pair_report(
                        "its intermediate files were not available.</p>")
     message = record.get("message")
     body = f"""
-<h1>{html.esc(_title(record))}</h1>
-<p>Status: {_status(record, warnings)}{' — ' + html.esc(message) if message else ''}</p>
-<p>Brain volume loss <span class="big">{html.number(record.get('bvl'), 2, '%')}</span>
-<span class="muted">(negative = loss; interval {html.number(record.get('interval_days'), 0, 'days')})</span></p>
-{html.warnings_box(warnings)}
+<h1>{markup.esc(_title(record))}</h1>
+<p>Status: {_status(record, warnings)}{' — ' + markup.esc(message) if message else ''}</p>
+<p>Brain volume loss <span class="big">{markup.number(record.get('bvl'), 2, '%')}</span>
+<span class="muted">(negative = loss; interval {markup.number(record.get('interval_days'), 0, 'days')})</span></p>
+{markup.warnings_box(warnings)}
 <h2>Numbers</h2>
 {_changes_table(record)}
 {_volumes_table(record)}
@@ -204,4 +204,4 @@ def render_pair_report(
 <p class="muted">Report drawn in {time.perf_counter() - start:.1f} s. How to read it: docs/reports.md
 of brainlossnet. Method: Opfer et al., Int J CARS 2024.</p>
 """
-    return html.page(f"brainlossnet {_title(record)}", body)
+    return markup.page(f"brainlossnet {_title(record)}", body)
