@@ -1,9 +1,10 @@
 """Accuracy against simulated truth: brainlossnet beside ANTs SyN with Jacobian integration.
 
-Input: the output folder of ``brainlossnet simulate`` (or ``brainlossnet demo``): a BIDS
-dataset ``SIM_DIR/bids`` and its truth table ``SIM_DIR/truth.tsv`` (``participant_id``,
-``session_bl``, ``session_fu``, ``true_dbpv_pct`` and, from simulate, ``scenario``,
-``region``, ``scaling``, ``nonlinear``; without ``scenario`` every pair counts as atrophy).
+Input: one or more output folders of ``brainlossnet simulate`` (or ``brainlossnet demo``),
+e.g. one per source scan: a BIDS dataset ``SIM_DIR/bids`` and its truth table
+``SIM_DIR/truth.tsv`` (``participant_id``, ``session_bl``, ``session_fu``,
+``true_dbpv_pct`` and, from simulate, ``scenario``, ``region``, ``scaling``, ``nonlinear``,
+``source``; without ``scenario`` every pair counts as atrophy). The table pools all of them.
 
 1. The participant level runs on the dataset with ``--save-intermediates`` (in a child
    process; its wall and CPU time are recorded), giving each pair's halfway crops and
@@ -21,7 +22,7 @@ Time per pair: brainlossnet's is the sum of its stage times (recorded in each pa
 ``--nprocs 1 --syn-jobs 1`` when the times are to be compared (parallel workers on few
 cores slow each other down).
 
-    python benchmarks/accuracy.py SIM_DIR --out accuracy.md --nprocs 1
+    python benchmarks/accuracy.py SIM_A SIM_B SIM_C --out accuracy.md --nprocs 1
     python benchmarks/accuracy.py DEMO_DIR --out demo.md --app-args "--crop-shape 96 112 112"
 """
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -45,7 +47,7 @@ import pandas as pd
 
 from brainlossnet.accuracy_summary import accuracy_table, to_markdown
 from brainlossnet.bids_app.derivatives import intermediate_paths, pair_json_path, pair_prefix
-from brainlossnet.jacobian_reference import SynParameters
+from brainlossnet.jacobian_reference import SYN_PRESETS, SynParameters
 
 KEYS = ["participant_id", "session_bl", "session_fu"]
 METHODS = {"brainlossnet": "brainlossnet", "syn": "ANTs SyN + Jacobian integration"}
@@ -161,30 +163,13 @@ def read_truth(path: Path) -> pd.DataFrame:
     return truth
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sim_dir", type=Path, help="output of 'brainlossnet simulate' (bids/ and truth.tsv)")
-    parser.add_argument("--out", type=Path, required=True, help="table file (.md, or .tsv)")
-    parser.add_argument("--output-dir", type=Path, default=None,
-                        help="derivatives, SyN results and per-pair table (default SIM_DIR/accuracy)")
-    parser.add_argument("-w", "--work-dir", type=Path, default=None, help="Pydra cache (default OUTPUT_DIR/work)")
-    parser.add_argument("--nprocs", type=int, default=1, help="pipeline worker processes (default 1)")
-    parser.add_argument("--calibration", default="default", help="calibration profile of the pipeline")
-    parser.add_argument("--app-args", default="", help="more arguments for the participant level, one string")
-    parser.add_argument("--skip-app", action="store_true", help="use the derivatives already in OUTPUT_DIR")
-    parser.add_argument("--syn-jobs", type=int, default=1, help="SyN pairs run at once (default 1)")
-    parser.add_argument("--syn-radius", type=int, default=SynParameters.metric_radius_voxels,
-                        help="CC radius in voxels (default %(default)s)")
-    parser.add_argument("--syn-iterations", type=int, nargs="+", default=list(SynParameters.iterations),
-                        help="SyN iterations per level, coarsest first (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    sim_dir = args.sim_dir.resolve()
-    output_dir = (args.output_dir or sim_dir / "accuracy").resolve()
-    derivatives = output_dir / "derivatives"
-    work_dir = (args.work_dir or output_dir / "work").resolve()
+def benchmark_dataset(sim_dir: Path, output_dir: Path, work_dir: Path, args: argparse.Namespace,
+                      parameters: SynParameters) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Both methods on one simulated dataset: the per-pair table and the app's run time."""
     truth = read_truth(sim_dir / "truth.tsv")
+    if "source" not in truth.columns:
+        truth["source"] = sim_dir.name
+    derivatives = output_dir / "derivatives"
     app = {"wall_s": float("nan"), "cpu_s": float("nan")}
     if not args.skip_app:
         app = run_app(sim_dir / "bids", derivatives, work_dir, args.nprocs, args.calibration,
@@ -193,24 +178,69 @@ def main(argv: list[str] | None = None) -> int:
         dict(zip(KEYS, key)) | pipeline_row(derivatives, key[0].removeprefix("sub-"), key[1], key[2])
         for key in truth[KEYS].itertuples(index=False, name=None)
     ])
-    parameters = SynParameters(metric_radius_voxels=args.syn_radius, iterations=tuple(args.syn_iterations))
     syn = syn_rows(truth, derivatives, output_dir / "syn", parameters, args.syn_jobs, args.seed)
     pairs = truth.merge(pipeline, on=KEYS, how="left").merge(syn, on=KEYS, how="left")
-    for column in ("syn_pct", "syn_fw_pct", "syn_bw_pct", "syn_seconds"):
+    for column in ("syn_pct", "syn_fw_pct", "syn_bw_pct", "syn_seconds", "syn_cpu_seconds"):
         pairs[column] = pairs[column].astype(float)
+    pairs.insert(0, "dataset", str(sim_dir))
+    output_dir.mkdir(parents=True, exist_ok=True)
     pairs.to_csv(output_dir / "accuracy_pairs.tsv", sep="\t", index=False, float_format="%.6g")
+    return pairs, app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sim_dirs", type=Path, nargs="+", metavar="SIM_DIR",
+                        help="output(s) of 'brainlossnet simulate' (bids/ and truth.tsv), e.g. one per source scan")
+    parser.add_argument("--out", type=Path, required=True, help="table file (.md, or .tsv)")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="derivatives, SyN results and per-pair table (default SIM_DIR/accuracy; with "
+                             "several SIM_DIRs, OUTPUT_DIR/<name of SIM_DIR>)")
+    parser.add_argument("-w", "--work-dir", type=Path, default=None, help="Pydra cache (default OUTPUT_DIR/work)")
+    parser.add_argument("--nprocs", type=int, default=1, help="pipeline worker processes (default 1)")
+    parser.add_argument("--calibration", default="default", help="calibration profile of the pipeline")
+    parser.add_argument("--app-args", default="", help="more arguments for the participant level, one string")
+    parser.add_argument("--skip-app", action="store_true", help="use the derivatives already in OUTPUT_DIR")
+    parser.add_argument("--syn-jobs", type=int, default=1, help="SyN pairs run at once (default 1)")
+    parser.add_argument("--syn-preset", choices=sorted(SYN_PRESETS), default="quick",
+                        help="SyN settings (brainlossnet.jacobian_reference.SYN_PRESETS): 'full' is "
+                             "antsRegistrationSyN.sh's SyN stage, hours per pair on one thread; 'quick' "
+                             "skips the 1 mm level (default quick)")
+    parser.add_argument("--syn-radius", type=int, default=None, help="override the preset's CC radius (voxels)")
+    parser.add_argument("--syn-iterations", type=int, nargs="+", default=None,
+                        help="override the preset's iterations per level, coarsest first")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    parameters = SYN_PRESETS[args.syn_preset]
+    if args.syn_radius is not None:
+        parameters = dataclasses.replace(parameters, metric_radius_voxels=args.syn_radius)
+    if args.syn_iterations is not None:
+        parameters = dataclasses.replace(parameters, iterations=tuple(args.syn_iterations))
+    frames, app_wall_s, app_cpu_s = [], 0.0, 0.0
+    for sim_dir in (d.resolve() for d in args.sim_dirs):
+        if args.output_dir is None:
+            output_dir = sim_dir / "accuracy"
+        else:
+            output_dir = args.output_dir.resolve() / (sim_dir.name if len(args.sim_dirs) > 1 else "")
+        work_dir = (args.work_dir.resolve() if args.work_dir else output_dir / "work")
+        pairs, app = benchmark_dataset(sim_dir, output_dir, work_dir, args, parameters)
+        frames.append(pairs)
+        app_wall_s += app["wall_s"]
+        app_cpu_s += app["cpu_s"]
+    pairs = pd.concat(frames, ignore_index=True)
     table = accuracy_table(pairs, METHODS)
 
-    n_ok = int(np.isfinite(pairs["brainlossnet_pct"]).sum())
     context = [
-        f"Dataset: {sim_dir} ({len(truth)} pairs in truth.tsv; brainlossnet estimated {n_ok}, "
-        f"SyN {int(np.isfinite(pairs['syn_pct']).sum())}).",
-        f"brainlossnet: calibration '{args.calibration}', --nprocs {args.nprocs}; whole participant run "
-        f"{app['wall_s']:.0f} s wall, {app['cpu_s']:.0f} s CPU (all pairs, with Pydra overhead).",
-        f"ANTs SyN (SyNOnly, CC): {json.dumps(parameters.as_dict())}, {args.syn_jobs} worker(s), "
-        f"ITK threads {os.environ.get('ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS', '1')}.",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-        f"time per pair = sum of stage times (brainlossnet), wall time of SyN + Jacobians (SyN).",
+        f"Datasets: {', '.join(str(d) for d in args.sim_dirs)} ({len(pairs)} pairs in truth.tsv; brainlossnet "
+        f"estimated {int(np.isfinite(pairs['brainlossnet_pct']).sum())}, SyN {int(np.isfinite(pairs['syn_pct']).sum())}).",
+        f"brainlossnet: calibration '{args.calibration}', --nprocs {args.nprocs}; participant runs "
+        f"{app_wall_s:.0f} s wall, {app_cpu_s:.0f} s CPU in all (with Pydra overhead).",
+        f"ANTs SyN (SyNOnly, CC), preset {args.syn_preset}: {json.dumps(parameters.as_dict())}, {args.syn_jobs} worker(s), "
+        f"ITK threads {os.environ.get('ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS', '1')}; median SyN CPU "
+        f"{np.nanmedian(pairs['syn_cpu_seconds']) if pairs['syn_cpu_seconds'].notna().any() else float('nan'):.0f} s per pair.",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; time per pair = sum of "
+        "stage times (brainlossnet), wall time of both SyN registrations and Jacobians (SyN).",
     ]
     markdown = to_markdown(table)
     print()
@@ -222,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         table.to_csv(args.out, sep="\t", index=False, float_format="%.6g")
     else:
         args.out.write_text("\n".join(f"{line}  " for line in context) + "\n\n" + markdown)
-    print(f"wrote {args.out} and {output_dir / 'accuracy_pairs.tsv'}")
+    print(f"wrote {args.out} and accuracy_pairs.tsv in each output folder")
     return 0
 
 

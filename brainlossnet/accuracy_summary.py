@@ -32,28 +32,28 @@ def method_columns(prefix: str) -> dict[str, str]:
             "seconds": f"{prefix}_seconds"}
 
 
+def _number_percent(number: float) -> float:
+    if 0.9 <= abs(number) <= 1.1:  # a factor: 1.008
+        return abs(abs(number) - 1.0) * 100.0
+    if abs(number) < 0.5:  # a fraction: 0.008
+        return abs(number) * 100.0
+    return abs(number)  # percent: 0.8
+
+
 def scaling_percent(value: object) -> float:
     """Size of the scaling of a truth-table ``scaling`` cell, in percent (0 for none).
 
-    Numbers below 0.5 in magnitude are read as fractions (0.008), numbers within 10 % of
-    1 as factors (1.008), other numbers as percent (0.8); text (e.g. ``iso+0.8`` or
-    ``aniso:1.0,-0.5,0``) gives its largest number in magnitude, read as percent.
+    Each number in the cell is read as a factor when within 10 % of 1 (``1.008``), as a
+    fraction when below 0.5 in magnitude (``0.008``), else as percent (``0.8``); the size is
+    the largest, so ``1.010x0.995x0.990`` (anisotropic, per axis) gives 1.0 and ``none`` 0.
     """
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return 0.0
     text = str(value).strip().lower()
     if text in _FALSE_WORDS:
         return 0.0
-    try:
-        number = float(text)
-    except ValueError:
-        numbers = [float(n) for n in re.findall(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?", text)]
-        return max((abs(n) for n in numbers), default=0.0)
-    if abs(number) < 0.5 and number != 0:
-        return abs(number) * 100.0
-    if 0.9 <= abs(number) <= 1.1 and abs(number) != 1.0:
-        return abs(abs(number) - 1.0) * 100.0
-    return 0.0 if abs(number) == 1.0 else abs(number)
+    numbers = [float(n) for n in re.findall(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?", text)]
+    return max((_number_percent(n) for n in numbers), default=0.0)
 
 
 def _is_true(value: object) -> bool:
@@ -63,42 +63,47 @@ def _is_true(value: object) -> bool:
 def scaling_shifts(pairs: pd.DataFrame, prefix: str) -> pd.DataFrame:
     """How much a scaling of FU moves a method's estimate: scaled pairs against unscaled twins.
 
-    A scaled pair has a nonzero ``scaling`` and no ``nonlinear`` warp; its twin is the pair
-    of the same participant, baseline session and ``region`` with no scaling and no
-    nonlinear warp whose true change is closest (within ``TWIN_TRUTH_TOLERANCE_PCT``). The
-    shift is the change of the error, ``(est - truth)_scaled - (est - truth)_twin``, so a
-    small difference of the true changes does not count as a shift.
+    A scaled pair has a nonzero ``scaling`` and no ``nonlinear`` warp. Its twins are the
+    pairs of the same ``source`` (all pairs when there is no such column) with no scaling
+    and no warp whose true change lies within ``TWIN_TRUTH_TOLERANCE_PCT`` of its own,
+    those of the same ``region`` if there are any (e.g. a scaled pair with -1 % whole-brain
+    atrophy is matched with the unscaled -1 % pair; a scaled pair without atrophy with the
+    rescans). The shift is the error of the scaled pair minus the mean error of its twins,
+    ``(est - truth)_scaled - mean (est - truth)_twins``, so that a small difference of the
+    true changes does not count as a shift.
 
     Returns
     -------
     pandas.DataFrame
-        One row per scaled pair with a twin: keys, ``scaling`` (the cell), ``scaling_pct``
-        and ``shift_pct``.
+        One row per scaled pair with a twin: keys, ``scaling`` (the cell), ``scaling_pct``,
+        ``n_twins`` and ``shift_pct`` (NaN where the method has no estimate).
     """
-    columns = ["participant_id", "session_bl", "session_fu", "scaling", "scaling_pct", "shift_pct"]
+    columns = ["participant_id", "session_bl", "session_fu", "scaling", "scaling_pct", "n_twins", "shift_pct"]
     if "scaling" not in pairs.columns:
         return pd.DataFrame(columns=columns)
     estimate = method_columns(prefix)["estimate"]
     table = pairs.assign(
         scaling_pct=pairs["scaling"].map(scaling_percent),
         warped=pairs["nonlinear"].map(_is_true) if "nonlinear" in pairs.columns else False,
-        region=pairs["region"] if "region" in pairs.columns else "",
+        twin_region=pairs["region"].astype(str) if "region" in pairs.columns else "",
+        twin_source=pairs["source"].astype(str) if "source" in pairs.columns else "",
         error=pairs[estimate].astype(float) - pairs["true_dbpv_pct"].astype(float),
     )
     plain = table[(table["scaling_pct"] == 0) & ~table["warped"]]
     rows = []
     for _, scaled in table[(table["scaling_pct"] > 0) & ~table["warped"]].iterrows():
-        twins = plain[(plain["participant_id"] == scaled["participant_id"])
-                      & (plain["session_bl"] == scaled["session_bl"])
-                      & (plain["region"] == scaled["region"])]
-        gap = (twins["true_dbpv_pct"].astype(float) - float(scaled["true_dbpv_pct"])).abs()
-        if gap.empty or gap.min() > TWIN_TRUTH_TOLERANCE_PCT:
+        twins = plain[(plain["twin_source"] == scaled["twin_source"])
+                      & ((plain["true_dbpv_pct"].astype(float) - float(scaled["true_dbpv_pct"])).abs()
+                         <= TWIN_TRUTH_TOLERANCE_PCT)]
+        same_region = twins[twins["twin_region"] == scaled["twin_region"]]
+        twins = same_region if len(same_region) else twins
+        if twins.empty:
             continue
-        twin = twins.loc[gap.idxmin()]
         rows.append({
             "participant_id": scaled["participant_id"], "session_bl": scaled["session_bl"],
             "session_fu": scaled["session_fu"], "scaling": scaled["scaling"],
-            "scaling_pct": scaled["scaling_pct"], "shift_pct": float(scaled["error"] - twin["error"]),
+            "scaling_pct": scaled["scaling_pct"], "n_twins": len(twins),
+            "shift_pct": float(scaled["error"] - twins["error"].mean()),
         })
     return pd.DataFrame(rows, columns=columns)
 
@@ -137,7 +142,7 @@ def accuracy_table(pairs: pd.DataFrame, methods: Mapping[str, str]) -> pd.DataFr
         and for ``all``: pairs, median and 95th percentile of ``|estimate - truth|``,
         95th percentile of ``|fw - bw|``, slope of estimate on truth (where the truth
         spans at least 0.1 %); then the rescan 95th percentile of ``|estimate|``, the
-        median and largest ``|shift|`` per scaling size (:func:`scaling_shifts`), the
+        median and largest ``|shift|`` per ``scaling`` cell (:func:`scaling_shifts`), the
         median seconds per pair, and the ratio of each method's time to the first
         method's.
     """
@@ -173,12 +178,12 @@ def accuracy_table(pairs: pd.DataFrame, methods: Mapping[str, str]) -> pd.DataFr
         add("rescan: 95th percentile |estimate| (%)", "rescan",
             {p: _p95(rescan[method_columns(p)["estimate"]].astype(float).dropna().abs()) for p in methods})
     shifts = {p: scaling_shifts(pairs, p) for p in methods}
-    sizes = sorted(set().union(*(set(s["scaling_pct"].round(3)) for s in shifts.values())))
-    for size in sizes:
-        by_method = {p: s.loc[s["scaling_pct"].round(3) == size, "shift_pct"].dropna().abs() for p, s in shifts.items()}
-        add(f"scaling of FU by {size:g} %: median |shift of estimate| (%)", "distortion",
+    cells = sorted(set().union(*(set(s["scaling"].astype(str)) for s in shifts.values())))
+    for cell in cells:
+        by_method = {p: s.loc[s["scaling"].astype(str) == cell, "shift_pct"].dropna().abs() for p, s in shifts.items()}
+        add(f"FU scaled {cell}: median |shift of estimate| (%)", "distortion",
             {p: _median(v) for p, v in by_method.items()})
-        add(f"scaling of FU by {size:g} %: largest |shift of estimate| (%)", "distortion",
+        add(f"FU scaled {cell}: largest |shift of estimate| (%)", "distortion",
             {p: float(v.max()) if len(v) else float("nan") for p, v in by_method.items()})
     seconds = {p: _median(pairs[method_columns(p)["seconds"]].astype(float).dropna()) for p in methods}
     add("median seconds per pair", "all", seconds)

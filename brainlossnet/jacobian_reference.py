@@ -68,6 +68,17 @@ class SynParameters:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
+SYN_PRESETS: dict[str, SynParameters] = {
+    "full": SynParameters(),
+    "quick": SynParameters(metric_radius_voxels=2, iterations=(100, 70, 50, 0)),
+}
+"""Named settings. ``full``: ``antsRegistrationSyN.sh``'s SyN stage (CC radius 4, four levels
+down to 1 mm). ``quick``: CC radius 2 and no iterations at full resolution (the field of the
+2 mm level is upsampled), as ``antsRegistrationSyNQuick.sh`` skips that level; on a
+176 x 208 x 208 crop with one thread it costs a fraction of ``full``'s time (see
+docs/calibration.md for measured times)."""
+
+
 @dataclass(frozen=True)
 class JacobianVolumeChange:
     """Percent change of the masked tissue by JI, per direction and averaged (Eqs. 1-3)."""
