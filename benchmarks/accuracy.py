@@ -234,9 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     context = [
         f"Datasets: {', '.join(str(d) for d in args.sim_dirs)} ({len(pairs)} pairs in truth.tsv; brainlossnet "
         f"estimated {int(np.isfinite(pairs['brainlossnet_pct']).sum())}, SyN {int(np.isfinite(pairs['syn_pct']).sum())}).",
-        f"brainlossnet: calibration '{args.calibration}', --nprocs {args.nprocs}; participant runs "
-        f"{app_wall_s:.0f} s wall, {app_cpu_s:.0f} s CPU in all (with Pydra overhead).",
-        f"ANTs SyN (SyNOnly, CC), preset {args.syn_preset}: {json.dumps(parameters.as_dict())}, {args.syn_jobs} worker(s), "
+        f"brainlossnet: calibration '{args.calibration}', --nprocs {args.nprocs}; " + (
+            "participant level not rerun (--skip-app)." if args.skip_app else
+            f"participant runs {app_wall_s:.0f} s wall, {app_cpu_s:.0f} s CPU in all (with Pydra overhead)."),
+        f"ANTs SyN (SyNOnly, CC), preset {args.syn_preset}"
+        f"{'' if parameters == SYN_PRESETS[args.syn_preset] else ' with overrides'}: {json.dumps(parameters.as_dict())}, {args.syn_jobs} worker(s), "
         f"ITK threads {os.environ.get('ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS', '1')}; median SyN CPU "
         f"{np.nanmedian(pairs['syn_cpu_seconds']) if pairs['syn_cpu_seconds'].notna().any() else float('nan'):.0f} s per pair.",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; time per pair = sum of "
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix == ".tsv":
-        table.to_csv(args.out, sep="\t", index=False, float_format="%.6g")
+        table.map(lambda v: f"{v:.6g}" if isinstance(v, float) else v).to_csv(args.out, sep="\t", index=False)
     else:
         args.out.write_text("\n".join(f"{line}  " for line in context) + "\n\n" + markdown)
     print(f"wrote {args.out} and accuracy_pairs.tsv in each output folder")
