@@ -53,6 +53,7 @@ EXIT_CANTCREAT = 73
 SUBCOMMANDS = {
     "demo": "brainlossnet.bids_app.demo",
     "train": "brainlossnet.bids_app.cli.train",
+    "calibrate": "brainlossnet.bids_app.calibrate",
 }
 """First-argument subcommands and the modules whose ``main(argv)`` runs them."""
 
