@@ -11,7 +11,7 @@ from brainlossnet.interfaces.segment import segment
 def test_segment_masks_match_the_phantom_volumes(tmp_path, monkeypatch, small_pair_files, small_crop):
     monkeypatch.chdir(tmp_path)
     resliced, _ = reslice(in_file=small_pair_files["bl"])
-    cropped, _, _ = crop(in_file=resliced, crop_shape=small_crop)
+    cropped, _, _, _ = crop(in_file=resliced, crop_shape=small_crop)
     intracranial, parenchyma, _ = segment(in_file=cropped)
     assert intracranial.name == "crop_1mm_intracranial_mask.nii.gz"
     cavity = nib.load(str(intracranial)).get_fdata() > 0.5
