@@ -41,6 +41,7 @@ from brainlossnet.bids_app.layout import (
 )
 from brainlossnet.bids_app.pairing import make_pairs
 from brainlossnet.bids_app.review import (
+    crash_report_path,
     exit_status,
     refused_pair,
     review_result,
@@ -191,6 +192,8 @@ def run_participant(opts: argparse.Namespace) -> int:
             if result.status == "failed":
                 report = write_crash_report(opts.output_dir, result, recorded, opts.work_dir)
                 LOGGER.error("%s failed: %s (crash report: %s)", name, result.message, report)
+            else:
+                crash_report_path(opts.output_dir, spec).unlink(missing_ok=True)
             records.append(write_pair(opts.output_dir, pair, result, bids_dir=opts.bids_dir,
                                       options=recorded, save_intermediates=opts.save_intermediates))
         table = merge_into_table(opts.output_dir, records)
