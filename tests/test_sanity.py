@@ -32,12 +32,10 @@ def test_thresholds_just_inside_pass():
     assert sanity.sanity_problems(edge) == []
 
 
-def test_volume_ranges_follow_the_crop_and_tiv_checks_can_be_skipped():
-    small = (96, 112, 112)
-    scale = sanity.volume_scale(small)
-    assert scale == pytest.approx(96 * 112 * 112 / (176 * 208 * 208))
-    scaled = {k: (v * scale if k.endswith("_ml") else v) for k, v in PLAUSIBLE.items()}
-    assert sanity.sanity_problems(scaled, crop_shape=small) == []
-    assert sanity.sanity_problems(PLAUSIBLE, crop_shape=small) != []
+def test_volume_ranges_only_for_the_default_crop_and_tiv_checks_can_be_skipped():
+    small_head = {k: (v / 8 if k.endswith("_ml") else v) for k, v in PLAUSIBLE.items()}
+    assert sanity.sanity_problems(small_head, crop_shape=(96, 112, 112)) == []
+    assert sanity.sanity_problems(small_head) != []
+    assert sanity.sanity_problems({**small_head, "bpv_bl_ml": 200.0}, crop_shape=(96, 112, 112)) != []  # ratio
     stripped = {**PLAUSIBLE, "dtiv": 9.0, "tiv_bl_ml": 1100.0, "tiv_fu_ml": math.nan}
     assert sanity.sanity_problems(stripped, tiv_measured=False) == []

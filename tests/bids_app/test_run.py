@@ -21,7 +21,6 @@ import pytest
 import brainlossnet.workflows.participant as participant
 from brainlossnet.bids_app.group import read_table
 from brainlossnet.bids_app.run import main
-from brainlossnet.sanity import volume_scale
 
 
 @pytest.fixture
@@ -134,13 +133,11 @@ class StandInRunPairs:
                 files[key] = Path(work_dir) / f"{pair.subject}{pair.session_bl}{pair.session_fu}_{key}.nii.gz"
                 nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)), files[key])
             bvl = -float(len(pair.session_bl + pair.session_fu))
-            scale = volume_scale(options.crop_shape)  # plausible volumes for the sanity gate
             results.append(participant.PairResult(
                 pair=pair, status="ok", message="",
                 metrics={"bvl": bvl, "bvl_fw": bvl, "bvl_bw": bvl, "dbpv": 0.5, "dtiv": 0.1,
-                         "bpv_bl_ml": 1100.0 * scale, "bpv_fu_ml": 1090.0 * scale,
-                         "tiv_bl_ml": 1500.0 * scale, "tiv_fu_ml": 1500.0 * scale,
-                         "model_version": "stand-in"},
+                         "bpv_bl_ml": 1100.0, "bpv_fu_ml": 1090.0, "tiv_bl_ml": 1500.0,
+                         "tiv_fu_ml": 1500.0, "model_version": "stand-in"},
                 files=files))
         return results
 
