@@ -33,3 +33,13 @@ def test_parenchyma_mask_rejects_mismatched_or_empty_masks():
         parenchyma_mask(image, cavity[:-1])
     with pytest.raises(ValueError, match="empty"):
         parenchyma_mask(image, np.zeros_like(cavity))
+
+
+def test_parenchyma_mask_is_reproducible():
+    """Atropos seeds from the clock by default; the mask must be the same on every run."""
+    from brainlossnet import phantom
+
+    head = phantom.make_head(3, scale=0.5)
+    cavity = head.icv_frac > 0.5
+    masks = [parenchyma_mask(head.image, cavity) for _ in range(3)]
+    assert all(np.array_equal(masks[0], mask) for mask in masks[1:])
