@@ -112,8 +112,9 @@ def get_parser() -> argparse.ArgumentParser:
         epilog=(
             "Subcommands: 'brainlossnet demo --help' (run on a synthetic dataset) and "
             "'brainlossnet train --help' (train the registration network). "
-            "Exit codes: 0 all pairs ok, 1 some pair failed, 64 usage error, "
-            "66 input missing, 73 output cannot be created. See docs/usage.md."
+            "Exit codes: 0 all pairs ok, 1 some pair failed in processing, 64 usage error, "
+            "65 some pair failed because of its input data, 66 input missing, "
+            "73 output cannot be created, 74 output write error (disk full). See docs/usage.md."
         ),
     )
     parser.add_argument(
@@ -191,6 +192,11 @@ def get_parser() -> argparse.ArgumentParser:
         "--device", type=_device, default="auto",
         help="torch device of the network stages: auto (default), cpu, cuda or cuda:N",
     )
+    perf.add_argument(
+        "--stop-on-first-crash", action="store_true",
+        help="start no further pair after the first failed one (input refused or stage "
+        "crashed); pairs already running finish; exit nonzero",
+    )
 
     method = parser.add_argument_group("Method")
     method.add_argument(
@@ -207,6 +213,11 @@ def get_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CROP_SHAPE,
         help="advanced: crop box in 1 mm voxels (default: 176 208 208); changing it "
         "invalidates the calibration and is meant for tests on small synthetic heads",
+    )
+    method.add_argument(
+        "--allow-skull-stripped", action="store_true",
+        help="compute skull-stripped scans (refused by default) without distortion "
+        "correction (the TIV cannot be measured); their rows are flagged",
     )
 
     outputs = parser.add_argument_group("Outputs")
