@@ -130,7 +130,8 @@ def run_participant(opts: argparse.Namespace) -> int:
     specs = [pair.spec for pair in pairs]
     try:
         results = run_pairs(specs, work_dir=opts.work_dir, options=options, plugin=opts.plugin,
-                            nprocs=opts.nprocs, plugin_args=opts.plugin_args)
+                            nprocs=opts.nprocs, plugin_args=opts.plugin_args, gpus=opts.gpus,
+                            max_gpu_tasks_per_device=opts.max_gpu_tasks_per_device)
     except Exception as err:  # the workflow engine itself failed: every pair failed
         LOGGER.exception("the workflow did not run")
         results = [PairResult(pair=spec, status="failed", message=f"workflow error: {_one_line(err)}",
