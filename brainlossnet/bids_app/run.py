@@ -72,6 +72,7 @@ SUBCOMMANDS = {
     "demo": "brainlossnet.bids_app.demo",
     "train": "brainlossnet.bids_app.cli.train",
     "calibrate": "brainlossnet.bids_app.calibrate",
+    "slurm-script": "brainlossnet.bids_app.slurm_script",
 }
 """First-argument subcommands and the modules whose ``main(argv)`` runs them."""
 
@@ -164,7 +165,8 @@ def run_participant(opts: argparse.Namespace) -> int:
     try:
         with PairProgress(len(to_run)) as progress:
             results = run_pairs(to_run, work_dir=opts.work_dir, options=options, plugin=opts.plugin,
-                                nprocs=opts.nprocs, plugin_args=opts.plugin_args,
+                                nprocs=opts.nprocs, plugin_args=opts.plugin_args, gpus=opts.gpus,
+                                max_gpu_tasks_per_device=opts.max_gpu_tasks_per_device,
                                 on_result=progress.update, **extra) if to_run else []
     except Exception as err:  # the workflow engine itself failed: every pair failed
         LOGGER.exception("the workflow did not run")

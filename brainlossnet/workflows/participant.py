@@ -9,20 +9,23 @@ pairs, but a failed node inside such a split leaves its submitter looping foreve
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pydra
 
 from brainlossnet.calibration import DEFAULT_PROFILE, profile_path
 from brainlossnet.geometry import CROP_SHAPE
 from brainlossnet.interfaces.nifti import load_json
+from brainlossnet.workflows.device_slots import assign_slots, device_slots
 from brainlossnet.workflows.pair import STAGE_NODES, init_pair_wf
 
 os.environ.setdefault("NO_ET", "1")
@@ -150,6 +153,8 @@ def run_pairs(
     plugin: str = "cf",
     nprocs: int = 1,
     plugin_args: dict | None = None,
+    gpus: Sequence[int] | None = None,
+    max_gpu_tasks_per_device: int = 1,
     on_result: Callable[[PairResult], None] | None = None,
     stop_on_first_crash: bool = False,
 ) -> list[PairResult]:
@@ -158,7 +163,10 @@ def run_pairs(
     ``plugin`` ``cf`` (or ``serial``) runs ``nprocs`` pairs at once, each pair's stages one
     after the other in a fresh worker process (CUDA is only ever initialised there); any
     other Pydra plugin (``slurm``) submits each pair's stages through that worker, for
-    ``nprocs`` pairs at once. Returns one result per pair, in order; a failed pair has
+    ``nprocs`` pairs at once. With ``gpus`` the pairs are spread over those CUDA devices,
+    at most ``max_gpu_tasks_per_device`` at once on each (see
+    :mod:`brainlossnet.workflows.device_slots`); the device reaches the register stage as
+    ``cuda:<id>``. Returns one result per pair, in order; a failed pair has
     ``status == "failed"`` and a one-line ``message``, and never stops the others, unless
     ``stop_on_first_crash``: then no pair starts after the first failure, and the pairs
     that never started are left out of the results. ``on_result`` (e.g. a progress bar)
@@ -169,21 +177,30 @@ def run_pairs(
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     pair_plugin = "serial" if plugin in ("cf", "serial") else plugin
-    context = multiprocessing.get_context("spawn")
-    waiting = list(enumerate(pairs))[::-1]
-    running: dict[concurrent.futures.Future, int] = {}
-    results: dict[int, PairResult] = {}
+    slots = device_slots(options.device, gpus, max_gpu_tasks_per_device, nprocs)[: len(pairs)]
+    queues = [collections.deque(indices) for indices in assign_slots(len(pairs), len(slots))]
+    results: list[PairResult | None] = [None] * len(pairs)
     stopped = False
-    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, nprocs), mp_context=context) as pool:
-        while running or (waiting and not stopped):
-            while waiting and not stopped and len(running) < max(1, nprocs):  # submit as workers free up
-                index, pair = waiting.pop()
-                running[pool.submit(run_one_pair, pair, work_dir, options, pair_plugin, plugin_args)] = index
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=len(slots), mp_context=context) as pool:
+        running: dict[concurrent.futures.Future, tuple[int, int]] = {}
+
+        def start_next(slot: int) -> None:
+            if queues[slot] and not stopped:
+                index = queues[slot].popleft()
+                slot_options = dataclasses.replace(options, device=slots[slot])
+                future = pool.submit(run_one_pair, pairs[index], work_dir, slot_options, pair_plugin, plugin_args)
+                running[future] = (slot, index)
+
+        for slot in range(len(slots)):
+            start_next(slot)
+        while running:
             done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
-                index = running.pop(future)
+                slot, index = running.pop(future)
                 results[index] = future.result()
                 if on_result is not None:
                     on_result(results[index])
                 stopped = stopped or (stop_on_first_crash and results[index].status == "failed")
-    return [results[index] for index in sorted(results)]
+                start_next(slot)
+    return [result for result in results if result is not None]

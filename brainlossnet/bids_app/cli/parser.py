@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from brainlossnet import __version__
 from brainlossnet.bids_app.pairing import PAIRING_MODES
+from brainlossnet.workflows.device_slots import parse_gpu_ids
 
 EXIT_USAGE = 64
 """Exit status for a command-line usage error (sysexits ``EX_USAGE``)."""
@@ -61,6 +62,13 @@ def _device(value: str) -> str:
     return value
 
 
+def _gpu_ids(value: str) -> tuple[int, ...]:
+    try:
+        return parse_gpu_ids(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -100,8 +108,10 @@ def get_parser() -> argparse.ArgumentParser:
         ``session_label`` (lists of labels without prefix, or None),
         ``bids_filter_file`` (Path or None), ``pairing``, ``work_dir`` (absolute Path),
         ``nprocs``, ``plugin``, ``plugin_args`` (dict or None), ``sbatch_args``,
-        ``device``, ``calibration``, ``save_intermediates``, ``seed``, ``crop_shape``
-        (tuple of three ints), ``reference_column``, ``reference_table`` and ``verbose``.
+        ``device``, ``gpus`` (tuple of ints or None), ``max_gpu_tasks_per_device``,
+        ``calibration``, ``save_intermediates``, ``seed``, ``crop_shape``
+        (tuple of three ints), ``reference_column``, ``reference_table``,
+        ``stop_on_first_crash``, ``allow_skull_stripped`` and ``verbose``.
     """
     parser = BidsAppArgumentParser(
         prog="brainlossnet",
@@ -197,6 +207,16 @@ def get_parser() -> argparse.ArgumentParser:
         help="start no further pair after the first failed one (input refused or stage "
         "crashed); pairs already running finish; exit nonzero",
     )
+    perf.add_argument(
+        "--gpus", type=_gpu_ids, default=None, metavar="IDS",
+        help="spread the pairs over these CUDA devices, e.g. 0,1 (plugin 'cf'; "
+        "--device auto or cuda); see docs/scale_out.md",
+    )
+    perf.add_argument(
+        "--max-gpu-tasks-per-device", type=_positive_int, default=1, metavar="K",
+        help="with --gpus: at most K pairs on one GPU at the same time (default 1); "
+        "--nprocs still caps the total",
+    )
 
     method = parser.add_argument_group("Method")
     method.add_argument(
@@ -265,4 +285,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if opts.plugin != "slurm":
             parser.error("--sbatch-args needs --plugin slurm")
         opts.plugin_args = {**(opts.plugin_args or {}), "sbatch_args": opts.sbatch_args}
+    if opts.gpus is not None:
+        if opts.plugin == "slurm":
+            parser.error("--gpus needs --plugin cf or serial (under Slurm, request GPUs "
+                         "with --sbatch-args='--gres=gpu:1')")
+        if opts.device not in ("auto", "cuda"):
+            parser.error(f"--gpus cannot be combined with --device {opts.device}")
     return opts
