@@ -2,7 +2,7 @@
 
 The fixture starts munged, slurmctld and slurmd with ``.ci/slurm-up`` (a config for
 localhost in a temporary directory) and stops exactly those daemons with
-``.ci/slurm-down``. It needs Debian's slurm-wlm and munge (``.ci/slurm-install``) and
+``.ci/slurm-down``. It needs Debian's slurm-wlm and munge (``.ci/apt-install slurm-wlm munge``) and
 root or password-less sudo; without them the test is skipped and says why.
 """
 
@@ -36,7 +36,7 @@ points, and ``bpv_bl_ml`` to a relative 5e-4, instead of exactly."""
 def _why_not() -> str | None:
     missing = [name for name in SLURM_BINARIES if shutil.which(name) is None]
     if missing:
-        return f"Slurm binaries not found ({', '.join(missing)}); run .ci/slurm-install"
+        return f"Slurm binaries not found ({', '.join(missing)}); run .ci/apt-install slurm-wlm munge"
     if os.geteuid() != 0 and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
         return "starting slurmctld/slurmd/munged needs root or password-less sudo"
     return None
