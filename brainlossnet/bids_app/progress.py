@@ -63,11 +63,18 @@ def start_run_log(output_dir: Path, level: str) -> Path:
 
 
 def stop_run_log() -> None:
-    """Close the log files opened by :func:`start_run_log`."""
+    """Close the log files opened by :func:`start_run_log`.
+
+    A log that cannot be flushed (the disk filled up during the run) is dropped: the run's
+    outcome and its error were already reported on stderr and in the exit status.
+    """
     while _log_handlers:
         handler = _log_handlers.pop()
         LOGGER.removeHandler(handler)
-        handler.close()
+        try:
+            handler.close()
+        except OSError:
+            pass
 
 
 class PairProgress:

@@ -7,8 +7,9 @@ unknown participant, a filter that selects nothing, no subject with two sessions
 73 output_dir or the work dir cannot be created or written, or lie inside bids_dir;
 74 writing the outputs failed with an I/O error (disk full, quota).
 
-``brainlossnet demo ...`` and ``brainlossnet train ...`` are dispatched to their own
-entry points.
+Subcommands (``brainlossnet demo ...``, ``train``, ``simulate``, ``calibrate``,
+``slurm-script``; :data:`~brainlossnet.bids_app.cli.parser.SUBCOMMANDS`) are dispatched to
+their own entry points.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from brainlossnet.bids_app.cli.parser import EXIT_USAGE, parse_args
+from brainlossnet.bids_app.cli.parser import EXIT_USAGE, SUBCOMMANDS, parse_args
 from brainlossnet.bids_app.derivatives import (
     PAIR_JSON_GLOB,
     OutputDirError,
@@ -67,14 +68,6 @@ _IO_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
 
 class OutputIOError(OutputDirError):
     """Writing into output_dir failed with an I/O error such as a full disk (exit status 74)."""
-
-SUBCOMMANDS = {
-    "demo": "brainlossnet.bids_app.demo",
-    "train": "brainlossnet.bids_app.cli.train",
-    "calibrate": "brainlossnet.bids_app.calibrate",
-    "slurm-script": "brainlossnet.bids_app.slurm_script",
-}
-"""First-argument subcommands and the modules whose ``main(argv)`` runs them."""
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -271,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["NO_ET"] = "1"  # no Pydra/etelemetry version check over the network
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in SUBCOMMANDS:
-        entry = importlib.import_module(SUBCOMMANDS[args[0]])
+        entry = importlib.import_module(SUBCOMMANDS[args[0]][0])
         return int(entry.main(args[1:]) or 0)
     try:
         opts = parse_args(args)

@@ -172,7 +172,7 @@ def test_refused_files_fail_only_their_pairs_and_exit_65(tmp_path, messy, t1w, m
     assert len(refused) == 2  # one line per refused file
     assert "sub-04 skipped" in caplog.text and "sub-05 skipped" in caplog.text
     files = _listing(out)
-    assert sorted(f for f in files if f.startswith("logs/")) == [
+    assert sorted(f for f in files if f.startswith("logs/") and f.endswith("_crash.txt")) == [
         "logs/sub-02_from-1_to-2_crash.txt", "logs/sub-03_from-1_to-2_crash.txt"]
     report = (out / "logs/sub-02_from-1_to-2_crash.txt").read_text()
     assert "stage: input check" in report and f"t1w_fu: {messy / t1w('02', '2')}" in report

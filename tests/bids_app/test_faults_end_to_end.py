@@ -129,11 +129,12 @@ def test_oblique_flipped_copy_gives_the_same_bvl_as_the_canonical_one(faults_run
     canonical, oblique = demo_record(tiny_run), faults_run.record("01")
     assert canonical["status"] == oblique["status"] == "ok" and oblique["flags"] == []
     # Same voxels on a tilted, flipped grid: the 1 mm reslice interpolates them differently,
-    # which moves the masks of these half-size heads (details below the voxel size) by up to
-    # about 1 % in volume; the percent changes, measured within each pair, agree to 0.02 points
+    # and deepbet finds the TIV mask on that reslice, which moves the masks of these half-size
+    # heads (details below the voxel size) by up to about 2.5 % in volume (measured 2.3 %);
+    # the percent changes, measured within each pair, agree to 0.02 points
     # (measured on another half-size subject: 0.0005 for BVL, 0.005 for dBPV and dTIV).
     for key in ("bpv_bl_ml", "bpv_fu_ml", "tiv_bl_ml", "tiv_fu_ml"):
-        assert oblique[key] == pytest.approx(canonical[key], rel=0.02), key
+        assert oblique[key] == pytest.approx(canonical[key], rel=0.03), key
     for key in ("bvl", "dbpv", "dtiv"):
         assert abs(oblique[key] - canonical[key]) < 0.02, (key, oblique[key], canonical[key])
 

@@ -2,9 +2,9 @@
 
 ``brainlossnet bids_dir output_dir {participant,group} [options]`` follows the BIDS Apps
 convention. Usage errors exit with code 64 (``EX_USAGE`` of the BIDS execution spec)
-instead of argparse's 2. The subcommands ``brainlossnet demo ...`` and
-``brainlossnet train ...`` are dispatched by :func:`brainlossnet.bids_app.run.main`
-before this parser sees the arguments.
+instead of argparse's 2. The subcommands of :data:`SUBCOMMANDS` (``brainlossnet demo
+...``) are dispatched by :func:`brainlossnet.bids_app.run.main` before this parser sees
+the arguments.
 """
 
 from __future__ import annotations
@@ -19,6 +19,14 @@ from typing import NoReturn
 from brainlossnet import __version__
 from brainlossnet.bids_app.pairing import PAIRING_MODES
 from brainlossnet.workflows.device_slots import parse_gpu_ids
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("brainlossnet.bids_app.demo", "build a synthetic dataset with known atrophy and run on it"),
+    "calibrate": ("brainlossnet.bids_app.calibrate", "fit a calibration profile against a reference"),
+    "train": ("brainlossnet.bids_app.cli.train", "train the registration network"),
+    "slurm-script": ("brainlossnet.bids_app.slurm_script", "print an sbatch array script for the container"),
+}
+"""First-argument subcommands: the module whose ``main(argv)`` runs each, and what it does."""
 
 EXIT_USAGE = 64
 """Exit status for a command-line usage error (sysexits ``EX_USAGE``)."""
@@ -120,8 +128,9 @@ def get_parser() -> argparse.ArgumentParser:
             "sessions of a BIDS dataset."
         ),
         epilog=(
-            "Subcommands: 'brainlossnet demo --help' (run on a synthetic dataset) and "
-            "'brainlossnet train --help' (train the registration network). "
+            "Subcommands (each with --help): "
+            + "; ".join(f"'brainlossnet {name}' ({text})" for name, (_, text) in SUBCOMMANDS.items())
+            + ". "
             "Exit codes: 0 all pairs ok, 1 some pair failed in processing, 64 usage error, "
             "65 some pair failed because of its input data, 66 input missing, "
             "73 output cannot be created, 74 output write error (disk full). See docs/usage.md."
