@@ -49,6 +49,7 @@ EXIT_CANTCREAT = 73
 SUBCOMMANDS = {
     "demo": "brainlossnet.bids_app.demo",
     "train": "brainlossnet.bids_app.cli.train",
+    "simulate": "brainlossnet.bids_app.simulate",
 }
 """First-argument subcommands and the modules whose ``main(argv)`` runs them."""
 
