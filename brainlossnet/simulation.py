@@ -186,24 +186,38 @@ def ventricle_weight(anatomy: Anatomy, depth_fraction: float = 0.4) -> np.ndarra
     return ((1.0 - anatomy.tissue) * deep).astype(np.float32)
 
 
+CORE_TISSUE_MM = 1.5
+"""Tissue shrinks only deeper than this below its interface with the fluid (see :func:`shrink_and_growth`)."""
+
+
 def shrink_and_growth(anatomy: Anatomy, region: str, periventricular_mm: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
     """Where tissue shrinks and where fluid grows, for one region of :data:`REGIONS`.
 
-    ``whole``: all tissue shrinks, all fluid of the cavity grows; ``lobe``: the frontal tissue
-    shrinks, all fluid grows; ``ventricles``: only the ventricles grow and only the tissue within
-    ``periventricular_mm`` of them shrinks (ventricular enlargement). The maps are not smoothed:
-    where tissue and fluid interleave (thin sulci) blurring would cancel shrinkage against growth.
+    Both stay off the tissue/fluid interface: tissue shrinks only deeper than
+    :data:`CORE_TISSUE_MM` from the fluid (tissue map above 1/2 = solid), fluid grows only in
+    voxels that no solid voxel touches (6-neighbourhood). Partial-volume voxels at the interface
+    then keep their volume (Jacobian near 1), so the truth barely depends on where a tissue mask
+    puts the edge, and the smooth field is resolved by the voxel grid (a field that shrank the
+    cortex and grew the 1-voxel sulci beside it would not be).
+
+    ``whole``: all (core) tissue shrinks, all (core) fluid grows; ``lobe``: the frontal tissue
+    shrinks (:func:`frontal_weight`); ``ventricles``: only the ventricles grow
+    (:func:`ventricle_weight`) and only the tissue within ``periventricular_mm`` of them shrinks.
     """
-    fluid = (1.0 - anatomy.tissue) * anatomy.cavity
+    solid = (anatomy.tissue > 0.5) & anatomy.cavity
+    fluid = anatomy.cavity & ~solid
+    depth_mm = scipy.ndimage.distance_transform_edt(~fluid, sampling=anatomy.voxel_mm)
+    core_tissue = anatomy.tissue * (depth_mm > CORE_TISSUE_MM)
+    core_fluid = (1.0 - anatomy.tissue) * (fluid & ~scipy.ndimage.binary_dilation(solid))
     if region == "whole":
-        shrink, growth = anatomy.tissue, fluid
+        shrink, growth = core_tissue, core_fluid
     elif region == "lobe":
-        shrink, growth = anatomy.tissue * frontal_weight(anatomy), fluid
+        shrink, growth = core_tissue * frontal_weight(anatomy), core_fluid
     elif region == "ventricles":
-        growth = ventricle_weight(anatomy)
+        growth = core_fluid * (ventricle_weight(anatomy) > 0)
         distance_mm = scipy.ndimage.distance_transform_edt(growth < 0.5, sampling=anatomy.voxel_mm)
         near = np.clip(1.0 - (distance_mm - periventricular_mm) / 3.0, 0.0, 1.0)
-        shrink = anatomy.tissue * near
+        shrink = core_tissue * near
     else:
         raise ValueError(f"unknown region {region!r}; expected one of {REGIONS}")
     return (np.asarray(shrink * anatomy.cavity, dtype=np.float32),
@@ -418,7 +432,7 @@ class Atrophy:
 
 def solve_amplitude(
     anatomy: Anatomy, velocity: np.ndarray | None, requested_pct: float, tolerance_pct: float = 1e-3,
-    max_iterations: int = 8, min_jacobian: float = 0.2,
+    max_iterations: int = 8, min_jacobian: float = 0.1,
 ) -> Atrophy:
     """Amplitude of ``velocity`` whose measured parenchyma change (soft truth) is ``requested_pct``.
 

@@ -18,12 +18,12 @@ def anatomy() -> simulation.Anatomy:
 
 @pytest.fixture(scope="module")
 def whole(anatomy) -> simulation.Atrophy:
-    return simulation.solve_amplitude(anatomy, simulation.unit_velocity(anatomy, "whole"), -1.0)
+    return simulation.solve_amplitude(anatomy, simulation.unit_velocity(anatomy, "whole"), -0.5)
 
 
 def test_prescribed_change_is_measured_by_jacobian_integration(anatomy, whole):
     truth = whole.truth
-    assert abs(truth.dbpv_pct["soft"] - (-1.0)) < 1e-3
+    assert abs(truth.dbpv_pct["soft"] - (-0.5)) < 1e-3
     assert set(truth.dbpv_pct) == {"soft", "p0.3", "p0.5", "p0.7"}
     assert 0.0 <= truth.spread_pct < 0.3
     assert abs(truth.dtiv_pct) < 0.05  # the cavity maps onto itself (up to its voxelised edge)
@@ -46,7 +46,7 @@ def test_deformation_fixes_the_skull_and_is_invertible(anatomy, whole):
     moved = grid + torch.from_numpy(whole.forward)
     back = torch.stack([deformation.sample_at(torch.from_numpy(c), moved) for c in whole.inverse])
     residual = (torch.from_numpy(whole.forward) + back).abs().max()
-    assert residual < 0.1
+    assert residual < 0.15  # voxels; strains are large in the phantom's thin fluid
 
 
 @pytest.mark.parametrize("region", ["lobe", "ventricles"])
@@ -83,7 +83,7 @@ def test_followup_image_shows_the_true_change(anatomy, whole):
     seen_pct = 100.0 * (volumes[1] - volumes[0]) / volumes[0]
     # the image-based tissue map sees the loss, to within the spread of tissue definitions
     assert 0.5 < seen_pct / atrophy.truth.dbpv_pct["soft"] < 1.5
-    assert seen_pct < -0.5
+    assert seen_pct < -0.25
 
 
 def test_scaling_distortion_enlarges_the_head_but_not_the_truth(anatomy, whole):

@@ -37,8 +37,8 @@ from brainlossnet.bids_app.demo import SIDECAR, TRUTH_COLUMNS
 SCENARIOS: tuple[str, ...] = ("atrophy", "rescan", "distortion")
 DEFAULT_ATROPHY_PCTS: tuple[float, ...] = (0.0, -0.25, -0.5, -1.0, -2.0)
 DEFAULT_REGIONAL_PCTS: tuple[float, ...] = (-1.0,)
-DISTORTION_ATROPHY_PCT = -1.0
-"""Atrophy of the distortion pairs that have atrophy."""
+DEFAULT_DISTORTION_PCT = -1.0
+"""Atrophy of the distortion pairs that have atrophy (``--distortion-pct``)."""
 
 DISTORTIONS: tuple[tuple[str, tuple[float, float, float], bool], ...] = (
     ("scaleiso0p8", (1.008, 1.008, 1.008), False),
@@ -91,7 +91,7 @@ def pct_label(pct: float) -> str:
 
 
 def plan_pairs(scenarios: tuple[str, ...], atrophy_pcts: tuple[float, ...], regional_pcts: tuple[float, ...],
-               n_rescans: int) -> list[PairPlan]:
+               n_rescans: int, distortion_pct: float = DEFAULT_DISTORTION_PCT) -> list[PairPlan]:
     """The pairs of a run, in order: atrophy (whole, lobe, ventricles), rescans, distortions."""
     plans: list[PairPlan] = []
     if "atrophy" in scenarios:
@@ -103,8 +103,8 @@ def plan_pairs(scenarios: tuple[str, ...], atrophy_pcts: tuple[float, ...], regi
     if "distortion" in scenarios:
         for name, scaling, nonlinear in DISTORTIONS:
             plans.append(PairPlan(name, "distortion", "none", 0.0, scaling, nonlinear))
-            plans.append(PairPlan(f"{name}atrophy{pct_label(DISTORTION_ATROPHY_PCT)}", "distortion", "whole",
-                                  DISTORTION_ATROPHY_PCT, scaling, nonlinear))
+            plans.append(PairPlan(f"{name}atrophy{pct_label(distortion_pct)}", "distortion", "whole",
+                                  distortion_pct, scaling, nonlinear))
     labels = [p.label for p in plans]
     if len(set(labels)) != len(labels):
         raise ValueError(f"two pairs share a subject label: {labels}")
@@ -292,6 +292,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="whole-brain parenchyma changes in %% (default 0,-0.25,-0.5,-1,-2)")
     parser.add_argument("--regional-pct", type=_pcts, default=DEFAULT_REGIONAL_PCTS,
                         help="changes of the lobe and ventricle pairs in %% (default -1; empty for none)")
+    parser.add_argument("--distortion-pct", type=float, default=DEFAULT_DISTORTION_PCT,
+                        help="whole-brain change of the distortion pairs with atrophy, in %% (default -1)")
     parser.add_argument("--n-rescans", type=int, default=5, help="rescan pairs (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of positions, intensities and warps (default 0)")
     parser.add_argument("--scale", type=float, default=1.0,
@@ -339,7 +341,7 @@ def main(argv: list[str]) -> int:
     print(f"{args.source}: {image.shape} voxels of {np.round(anatomy.voxel_mm, 3).tolist()} mm, "
           f"cavity {anatomy.cavity.sum() * anatomy.voxel_ml:.1f} ml, tissue {anatomy.tissue.sum() * anatomy.voxel_ml:.1f} ml "
           f"({time.perf_counter() - started:.1f} s)")
-    plans = plan_pairs(args.scenarios, args.atrophy_pct, args.regional_pct, args.n_rescans)
+    plans = plan_pairs(args.scenarios, args.atrophy_pct, args.regional_pct, args.n_rescans, args.distortion_pct)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = build_dataset(anatomy, out_dir, plans, seed=args.seed, source_label=source_label)
     print(f"wrote {len(table)} pair(s) to {out_dir / 'bids'} and the truth to {out_dir / 'truth.tsv'} "
