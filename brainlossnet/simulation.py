@@ -10,8 +10,9 @@ interpolation:
                     ->  anatomy voxel y = affine^-1 h  ->  atrophy  y + u(y)  ->  A(.)
 
 Atrophy is the diffeomorphism ``phi = exp(a v)`` of a stationary velocity field ``v``: the
-gradient of a Poisson potential whose source is positive where tissue shrinks and negative
-where the cerebrospinal fluid grows (:func:`brainlossnet.deformation.atrophy_unit_field`),
+gradient of a Poisson potential on the cavity with no flux through the inner skull, whose
+source is positive where tissue shrinks and negative where the cerebrospinal fluid grows, both
+kept off the tissue/fluid interface (:func:`shrink_and_growth`, :func:`neumann_gradient_field`),
 multiplied by a weight that is exactly 0 outside the cavity and in a 1 mm shell inside the
 inner skull, so the skull and everything outside it stay fixed and the cavity maps onto itself.
 Integrating a *stationary* velocity by scaling and squaring gives a smooth invertible map

@@ -1,8 +1,8 @@
 """``brainlossnet simulate SRC_T1w OUT_DIR``: BL/FU pairs with known truth made from one real scan.
 
 From one T1w head scan with skull, this writes ``OUT_DIR/bids`` (a raw BIDS dataset: one
-subject per simulated pair, sessions ``bl`` and ``fu``, int16 images of 12-bit counts, JSON sidecars with ``AcquisitionDateTime``, ``scans.tsv``, ``sessions.tsv``,
-``participants.tsv``) and ``OUT_DIR/truth.tsv`` beside it, outside the BIDS tree: the true
+subject per simulated pair, sessions ``bl`` and ``fu``, int16 images of 12-bit counts, JSON
+sidecars with ``AcquisitionDateTime``, ``scans.tsv``, ``sessions.tsv``, ``participants.tsv``) and ``OUT_DIR/truth.tsv`` beside it, outside the BIDS tree: the true
 parenchyma and TIV change of every pair, measured by Jacobian integration
 (:mod:`brainlossnet.simulation`; docs/simulate.md). Scenarios:
 
@@ -170,7 +170,8 @@ def build_dataset(
 ) -> pd.DataFrame:
     """Simulate every planned pair and write ``out_dir/bids`` and ``out_dir/truth.tsv``.
 
-    The dataset is written under a temporary name and renamed when complete.
+    The dataset is written under a temporary name and renamed when complete. A pair whose
+    change this anatomy cannot take without folding is skipped (and said so).
 
     Returns
     -------
@@ -192,7 +193,7 @@ def build_dataset(
     partial.mkdir(parents=True)
     slope = float(anatomy.image.max()) * 1.25 / INT16_RANGE
     velocities: dict[str, np.ndarray] = {}
-    solved: dict[tuple[str, float], simulation.Atrophy] = {}
+    solved: dict[tuple[str, float], simulation.Atrophy | ValueError] = {}
     rows, participants = [], []
     for plan in plans:
         started = time.perf_counter()
@@ -204,8 +205,14 @@ def build_dataset(
                 if plan.region not in velocities:
                     velocities[plan.region] = simulation.unit_velocity(anatomy, plan.region)
                 velocity = velocities[plan.region]
-            solved[key] = simulation.solve_amplitude(anatomy, velocity, plan.requested_pct)
+            try:
+                solved[key] = simulation.solve_amplitude(anatomy, velocity, plan.requested_pct)
+            except ValueError as err:  # this anatomy cannot take that change without folding
+                solved[key] = err
         atrophy = solved[key]
+        if isinstance(atrophy, ValueError):
+            log(f"sub-{plan.label}: skipped: {atrophy}")
+            continue
         distortion = simulation.Distortion(plan.scaling)
         if plan.nonlinear:
             distortion = simulation.with_warp(distortion, pair_seed)
@@ -254,6 +261,9 @@ def build_dataset(
     (partial / "participants.json").write_text(json.dumps({
         "scenario": {"Description": "what the pair simulates: atrophy, rescan or distortion"},
     }, indent=2) + "\n")
+    if not rows:
+        shutil.rmtree(partial)
+        raise ValueError("no pair could be simulated from this anatomy")
     table = pd.DataFrame(rows)
     columns = [*TRUTH_COLUMNS, *EXTRA_COLUMNS]
     table = table[columns + [c for c in table.columns if c not in columns]]
@@ -307,7 +317,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    """Run ``brainlossnet simulate``; 0 on success, 64 usage, 66 missing input, 73 output exists."""
+    """Run ``brainlossnet simulate``; 0 on success, 1 no pair possible, 64 usage, 66 missing input,
+    73 output exists."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:
@@ -339,11 +350,16 @@ def main(argv: list[str]) -> int:
         extra["atropos"] = parenchyma_mask(image, cavity)
     anatomy = simulation.prepare_anatomy(image, affine, cavity, extra)
     print(f"{args.source}: {image.shape} voxels of {np.round(anatomy.voxel_mm, 3).tolist()} mm, "
-          f"cavity {anatomy.cavity.sum() * anatomy.voxel_ml:.1f} ml, tissue {anatomy.tissue.sum() * anatomy.voxel_ml:.1f} ml "
+          f"cavity {anatomy.cavity.sum() * anatomy.voxel_ml:.1f} ml, "
+          f"tissue {anatomy.tissue.sum() * anatomy.voxel_ml:.1f} ml "
           f"({time.perf_counter() - started:.1f} s)")
     plans = plan_pairs(args.scenarios, args.atrophy_pct, args.regional_pct, args.n_rescans, args.distortion_pct)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = build_dataset(anatomy, out_dir, plans, seed=args.seed, source_label=source_label)
+    try:
+        table = build_dataset(anatomy, out_dir, plans, seed=args.seed, source_label=source_label)
+    except ValueError as err:
+        print(f"brainlossnet simulate: {err}")
+        return 1
     print(f"wrote {len(table)} pair(s) to {out_dir / 'bids'} and the truth to {out_dir / 'truth.tsv'} "
           f"({time.perf_counter() - started:.1f} s)")
     return 0
