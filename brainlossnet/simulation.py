@@ -374,7 +374,8 @@ class Truth:
     ``dbpv_pct`` maps each tissue definition to its percent change; the primary truth is
     ``dbpv_pct["soft"]``; ``spread_pct`` is max - min over the definitions; ``dtiv_pct`` is the
     cavity's change (0 up to discretisation: the cavity maps onto itself); ``min_jacobian`` is
-    the smallest Jacobian determinant of ``phi^-1`` (positive: no folding).
+    the smallest Jacobian determinant of ``phi^-1`` (positive: no folding); ``definition_ml`` is
+    the baseline volume of each tissue definition.
     """
 
     dbpv_pct: dict[str, float]
@@ -382,11 +383,18 @@ class Truth:
     bpv_bl_ml: float
     tiv_bl_ml: float
     min_jacobian: float
+    definition_ml: dict[str, float]
 
     @property
     def spread_pct(self) -> float:
         """Range of the percent change across tissue definitions."""
         return max(self.dbpv_pct.values()) - min(self.dbpv_pct.values())
+
+    @property
+    def dbpv_ml(self) -> dict[str, float]:
+        """Change of each tissue definition in ml (the change happens in the tissue's core, so
+        this varies less across definitions than the percentage, whose denominator differs)."""
+        return {name: pct / 100.0 * self.definition_ml[name] for name, pct in self.dbpv_pct.items()}
 
 
 def measure_truth(anatomy: Anatomy, inverse_displacement: np.ndarray | None, supersample: int = 2,
@@ -417,7 +425,8 @@ def measure_truth(anatomy: Anatomy, inverse_displacement: np.ndarray | None, sup
     pct = {name: 100.0 * changes[name] / volumes[name] for name in weights}
     dtiv_pct = pct.pop("cavity")
     bpv_ml = float(np.sum(anatomy.tissue, dtype=np.float64)) * anatomy.voxel_ml
-    return Truth(pct, dtiv_pct, bpv_ml, volumes["cavity"] * anatomy.voxel_ml, min_jacobian)
+    definition_ml = {name: volumes[name] * anatomy.voxel_ml for name in names}
+    return Truth(pct, dtiv_pct, bpv_ml, volumes["cavity"] * anatomy.voxel_ml, min_jacobian, definition_ml)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ DISTORTIONS: tuple[tuple[str, tuple[float, float, float], bool], ...] = (
 """Follow-up distortions: label, scaling per world axis (1.008: the head looks 0.8 % larger), gradient warp."""
 
 EXTRA_COLUMNS: tuple[str, ...] = (
-    "scenario", "region", "scaling", "nonlinear", "true_dbpv_spread_pct", "seed", "amplitude",
+    "scenario", "region", "scaling", "nonlinear", "true_dbpv_spread_pct", "seed", "true_dbpv_ml",
+    "true_dbpv_spread_ml", "amplitude",
     "min_jacobian", "source",
 )
 """Columns of truth.tsv after :data:`brainlossnet.bids_app.demo.TRUTH_COLUMNS` (then one
@@ -239,7 +240,10 @@ def build_dataset(
             "requested_dbpv_pct": plan.requested_pct, "true_bpv_bl_ml": truth.bpv_bl_ml,
             "true_tiv_bl_ml": truth.tiv_bl_ml, "scenario": plan.scenario, "region": plan.region,
             "scaling": plan.scaling_text, "nonlinear": plan.nonlinear,
-            "true_dbpv_spread_pct": truth.spread_pct, "seed": pair_seed, "amplitude": pair.amplitude,
+            "true_dbpv_spread_pct": truth.spread_pct, "seed": pair_seed,
+            "true_dbpv_ml": truth.dbpv_ml["soft"],
+            "true_dbpv_spread_ml": max(truth.dbpv_ml.values()) - min(truth.dbpv_ml.values()),
+            "amplitude": pair.amplitude,
             "min_jacobian": truth.min_jacobian, "source": source_label,
         }
         row.update({f"true_dbpv_pct_{name}": value for name, value in truth.dbpv_pct.items()})
