@@ -22,6 +22,7 @@ from brainlossnet.workflows.device_slots import parse_gpu_ids
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("brainlossnet.bids_app.demo", "build a synthetic dataset with known atrophy and run on it"),
+    "simulate": ("brainlossnet.bids_app.simulate", "make BL/FU pairs with known truth from a real scan"),
     "calibrate": ("brainlossnet.bids_app.calibrate", "fit a calibration profile against a reference"),
     "train": ("brainlossnet.bids_app.cli.train", "train the registration network"),
     "slurm-script": ("brainlossnet.bids_app.slurm_script", "print an sbatch array script for the container"),
