@@ -29,8 +29,8 @@ def process(scan: Path, scratch: Path) -> dict:
     """Reslice, crop and segment one scan in ``scratch``; return arrays and numbers."""
     os.chdir(scratch)
     resliced, _ = reslice(in_file=scan)
-    cropped, _, _ = crop(in_file=resliced)
-    intracranial_file, parenchyma_file, _ = segment(in_file=cropped)
+    cropped, intracranial_file, _ = crop(in_file=resliced)
+    parenchyma_file, _ = segment(in_file=cropped, intracranial=intracranial_file)
     image, affine = load_image(cropped)
     cavity = load_image(intracranial_file)[0] > 0.5
     tissue = load_image(parenchyma_file)[0] > 0.5
@@ -75,7 +75,7 @@ def main() -> None:
             ax.contour(take(result["tissue"]).astype(float), [0.5], colors="tab:cyan", linewidths=0.6)
             ax.set_title(f"{name.split('.')[0]} {label}", fontsize=8)
             ax.axis("off")
-    fig.suptitle("176x208x208 crops: intracranial (red, deepbet) and parenchyma (cyan, N4 + Atropos)")
+    fig.suptitle("176x208x208 crops: intracranial (red, deepbet) and parenchyma (cyan, N4 + Gaussian mixture)")
     fig.tight_layout()
     fig.savefig(figure_path, dpi=80)
     print(f"figure: {figure_path}")

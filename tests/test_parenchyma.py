@@ -1,9 +1,9 @@
-"""Parenchyma = grey + white matter inside the cavity, by N4 + Atropos."""
+"""Parenchyma = grey + white matter inside the cavity: N4, then the CSF/grey midpoint of a mixture."""
 
 import numpy as np
 import pytest
 
-from brainlossnet.parenchyma import parenchyma_mask
+from brainlossnet.parenchyma import parenchyma_mask, tissue_threshold
 
 
 def three_tissue_sphere(shape=(40, 40, 40), seed=0):
@@ -33,3 +33,22 @@ def test_parenchyma_mask_rejects_mismatched_or_empty_masks():
         parenchyma_mask(image, cavity[:-1])
     with pytest.raises(ValueError, match="empty"):
         parenchyma_mask(image, np.zeros_like(cavity))
+
+
+def test_threshold_lies_halfway_between_csf_and_grey_matter_whatever_the_class_sizes():
+    rng = np.random.default_rng(1)
+    csf, grey, white = 30.0, 70.0, 110.0
+    for counts in ((50_000, 200_000, 150_000), (200_000, 60_000, 60_000)):
+        intensities = np.concatenate([rng.normal(mean, 4.0, n) for mean, n in zip((csf, grey, white), counts)])
+        assert tissue_threshold(intensities) == pytest.approx((csf + grey) / 2, abs=1.0)
+
+
+def test_half_tissue_voxels_split_at_the_midpoint_so_volume_is_unbiased():
+    """Partial-volume voxels between CSF and grey matter: those more than half tissue count."""
+    rng = np.random.default_rng(2)
+    csf, grey, white = 30.0, 70.0, 110.0
+    fractions = rng.uniform(0, 1, 100_000)
+    mixed = csf + fractions * (grey - csf) + rng.normal(0, 2.0, fractions.size)
+    pure = np.concatenate([rng.normal(m, 2.0, 100_000) for m in (csf, grey, white)])
+    threshold = tissue_threshold(np.concatenate([pure, mixed]))
+    assert np.mean(mixed > threshold) == pytest.approx(np.mean(fractions), abs=0.02)

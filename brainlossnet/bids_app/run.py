@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,10 @@ from brainlossnet.bids_app.layout import (
     open_layout,
 )
 from brainlossnet.bids_app.pairing import make_pairs
+from brainlossnet.bids_app.progress import PairProgress, run_summary, start_run_log, stop_run_log
+from brainlossnet.bids_app.reporting import sidecar_metadata, write_group_report, write_pair_report
 from brainlossnet.calibration import profile_path
+from brainlossnet.reports.flags import pair_warnings
 
 LOGGER = logging.getLogger("brainlossnet")
 
@@ -123,14 +127,18 @@ def run_participant(opts: argparse.Namespace) -> int:
 
     prepare_output_dir(opts.output_dir, opts.bids_dir)
     _prepare_work_dir(opts.work_dir, opts.bids_dir, opts.output_dir)
+    started = time.monotonic()
+    LOGGER.info("log file %s", start_run_log(opts.output_dir, "participant"))
     LOGGER.info("%d pair(s) of %d participant(s), pairing %r; work dir %s",
                 len(pairs), len({p.baseline.subject for p in pairs}), opts.pairing, opts.work_dir)
     options = PipelineOptions(device=opts.device, calibration=calibration,
                               crop_shape=opts.crop_shape, seed=opts.seed)
     specs = [pair.spec for pair in pairs]
     try:
-        results = run_pairs(specs, work_dir=opts.work_dir, options=options, plugin=opts.plugin,
-                            nprocs=opts.nprocs, plugin_args=opts.plugin_args)
+        with PairProgress(len(specs)) as progress:
+            results = run_pairs(specs, work_dir=opts.work_dir, options=options, plugin=opts.plugin,
+                                nprocs=opts.nprocs, plugin_args=opts.plugin_args,
+                                on_result=progress.update)
     except Exception as err:  # the workflow engine itself failed: every pair failed
         LOGGER.exception("the workflow did not run")
         results = [PairResult(pair=spec, status="failed", message=f"workflow error: {_one_line(err)}",
@@ -141,7 +149,7 @@ def run_participant(opts: argparse.Namespace) -> int:
         "pairing": opts.pairing, "device": opts.device, "calibration": calibration,
         "crop_shape": list(opts.crop_shape), "seed": opts.seed,
     }
-    records = []
+    records, warnings = [], []
     try:
         write_dataset_description(opts.output_dir, opts.bids_dir)
         for pair, spec in zip(pairs, specs):
@@ -155,12 +163,17 @@ def run_participant(opts: argparse.Namespace) -> int:
                 LOGGER.error("%s failed: %s", name, result.message)
             records.append(write_pair(opts.output_dir, pair, result, bids_dir=opts.bids_dir,
                                       options=recorded, save_intermediates=opts.save_intermediates))
+            metadata = [sidecar_metadata(layout, side.t1w) for side in (pair.baseline, pair.followup)]
+            write_pair_report(opts.output_dir, records[-1], result.files, *metadata)
+            warnings.append(pair_warnings(records[-1], *metadata))
         table = merge_into_table(opts.output_dir, records)
     except OSError as err:
         raise OutputDirError(f"{opts.output_dir}: cannot write outputs ({_one_line(err)})") from err
     n_failed = sum(record["status"] != "ok" for record in records)
-    LOGGER.info("done: %d pair(s) ok, %d failed, %d participant(s) skipped; table %s",
-                len(records) - n_failed, n_failed, len(skipped), table)
+    LOGGER.info("table %s; reports %s", table, opts.output_dir)
+    for line in run_summary(records, warnings, wall_s=time.monotonic() - started,
+                            skipped=[f"sub-{s.subject}: {s.reason}" for s in skipped]):
+        LOGGER.info("%s", line)
     return EXIT_FAILURE if n_failed else EXIT_OK
 
 
@@ -183,10 +196,15 @@ def run_group(opts: argparse.Namespace) -> int:
     if not any(opts.output_dir.glob(PAIR_JSON_GLOB)):
         raise InputMissingError(f"{opts.output_dir}: no per-pair results; "
                                 "run the participant level first")
+    LOGGER.info("log file %s", start_run_log(opts.output_dir, "group"))
     table, n_rows, problems = rebuild_table(opts.output_dir)
     for problem in problems:
         LOGGER.error("%s", problem)
     LOGGER.info("%s: %d pair(s)", table, n_rows)
+    report = write_group_report(opts.output_dir, bids_dir=opts.bids_dir, problems=problems,
+                                reference_column=opts.reference_column,
+                                reference_table=opts.reference_table)
+    LOGGER.info("group report %s", report)
     return EXIT_FAILURE if problems else EXIT_OK
 
 
@@ -227,3 +245,5 @@ def main(argv: list[str] | None = None) -> int:
     except OutputDirError as err:
         LOGGER.error("%s", err)
         return EXIT_CANTCREAT
+    finally:
+        stop_run_log()

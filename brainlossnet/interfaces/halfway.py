@@ -13,11 +13,16 @@ from brainlossnet.rigid import register_rigid
 
 
 @pydra.mark.annotate(
-    {"return": {"bl_halfway": File, "fu_halfway": File, "transform": File, "elapsed_s": float}}
+    {"return": {
+        "bl_halfway": File, "fu_halfway": File,
+        "bl_intracranial": File, "fu_intracranial": File,
+        "transform": File, "elapsed_s": float,
+    }}
 )
 def rigid_halfway(
-    bl_crop: File, fu_crop: File, bl_source: File, fu_source: File, seed: int = 0
-) -> tuple[Path, Path, Path, float]:
+    bl_crop: File, fu_crop: File, bl_source: File, fu_source: File,
+    bl_crop_mask: File, fu_crop_mask: File, seed: int = 0,
+) -> tuple[Path, Path, Path, Path, Path, float]:
     """Register the BL and FU crops rigidly, both ways, and resample each source scan once.
 
     The transform is the log-domain mean of the registration FU->BL and the inverse of
@@ -25,6 +30,10 @@ def rigid_halfway(
     halfway images, exchanged. Each halfway image is interpolated (cubic B-spline) straight
     from the original scan, through the composition of its voxel grid, half of the rigid
     transform and the halfway crop grid: one interpolation per scan.
+
+    Each session's intracranial (TIV) mask, found by deepbet in the crop stage, follows its
+    image through the same half transform (linear interpolation, kept where it exceeds one
+    half), so the TIV mask of a halfway image is deepbet's without running deepbet twice.
     """
     start = time.perf_counter()
     bl_image, bl_affine = load_image(bl_crop)
@@ -40,16 +49,21 @@ def rigid_halfway(
         fu_to_bl,
         crop_shape,
     )
-    outputs = []
-    for name, source_file, halfway_to_source in (
-        ("bl", bl_source, geometry.rigid_power(fu_to_bl, 0.5)),
-        ("fu", fu_source, geometry.rigid_power(fu_to_bl, -0.5)),
+    images, masks = [], []
+    for name, source_file, mask_file, halfway_to_source in (
+        ("bl", bl_source, bl_crop_mask, geometry.rigid_power(fu_to_bl, 0.5)),
+        ("fu", fu_source, fu_crop_mask, geometry.rigid_power(fu_to_bl, -0.5)),
     ):
         source, source_affine = load_image(source_file)
         halfway = geometry.resample(
             source, source_affine, crop_shape, halfway_affine, world_transform=halfway_to_source, order=3
         )
-        outputs.append(save_image(np.clip(halfway, 0, None), halfway_affine, Path.cwd() / f"{name}_halfway.nii.gz"))
+        images.append(save_image(np.clip(halfway, 0, None), halfway_affine, Path.cwd() / f"{name}_halfway.nii.gz"))
+        crop_mask, crop_mask_affine = load_image(mask_file)
+        mask = geometry.resample(
+            crop_mask, crop_mask_affine, crop_shape, halfway_affine, world_transform=halfway_to_source, order=1
+        )
+        masks.append(save_image(mask > 0.5, halfway_affine, Path.cwd() / f"{name}_halfway_intracranial_mask.nii.gz", np.uint8))
     transform = save_json(
         {
             "fu_to_bl_world_ras": fu_to_bl.tolist(),
@@ -59,7 +73,7 @@ def rigid_halfway(
         },
         Path.cwd() / "rigid_halfway.json",
     )
-    return outputs[0], outputs[1], transform, time.perf_counter() - start
+    return images[0], images[1], masks[0], masks[1], transform, time.perf_counter() - start
 
 
 rigid_halfway_task = pydra.mark.task(rigid_halfway)

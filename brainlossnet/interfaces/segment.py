@@ -1,4 +1,4 @@
-"""Session stage in halfway space: intracranial (TIV) and parenchyma masks."""
+"""Session stage in halfway space: the parenchyma mask inside the intracranial (TIV) mask."""
 
 import time
 from pathlib import Path
@@ -8,23 +8,30 @@ import pydra
 from fileformats.generic import File
 
 from brainlossnet.interfaces.nifti import load_image, save_image, stem
-from brainlossnet.intracranial import intracranial_mask
 from brainlossnet.parenchyma import parenchyma_mask
 
 
-@pydra.mark.annotate({"return": {"intracranial": File, "parenchyma": File, "elapsed_s": float}})
-def segment(in_file: File) -> tuple[Path, Path, float]:
-    """Binary TIV mask (deepbet) and parenchyma mask (ANTs N4 + Atropos) of one halfway image.
+@pydra.mark.annotate({"return": {"parenchyma": File, "elapsed_s": float}})
+def segment(in_file: File, intracranial: File) -> tuple[Path, float]:
+    """Binary parenchyma mask (N4 + Gaussian mixture) of one halfway image inside its TIV mask.
 
-    Output names start with the input's name, so BL and FU masks stay distinct files.
+    The TIV mask comes with the image from the rigid halfway stage (deepbet's, found in
+    the crop stage). The output name starts with the input's name, so BL and FU masks stay
+    distinct files.
+
+    Raises
+    ------
+    ValueError
+        If the image and the mask do not share one voxel grid.
     """
     start = time.perf_counter()
     image, affine = load_image(in_file)
-    cavity = intracranial_mask(image)
-    tissue = parenchyma_mask(image, cavity)
-    intracranial_file = save_image(cavity, affine, Path.cwd() / f"{stem(in_file)}_intracranial_mask.nii.gz", np.uint8)
+    cavity, cavity_affine = load_image(intracranial)
+    if cavity.shape != image.shape or not np.allclose(cavity_affine, affine, atol=1e-4):
+        raise ValueError(f"{intracranial}: the TIV mask is not on the voxel grid of {in_file}")
+    tissue = parenchyma_mask(image, cavity > 0.5)
     parenchyma_file = save_image(tissue, affine, Path.cwd() / f"{stem(in_file)}_parenchyma_mask.nii.gz", np.uint8)
-    return intracranial_file, parenchyma_file, time.perf_counter() - start
+    return parenchyma_file, time.perf_counter() - start
 
 
 segment_task = pydra.mark.task(segment)

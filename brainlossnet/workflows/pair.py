@@ -56,10 +56,16 @@ def init_pair_wf(
         fu_crop=wf.crop_fu.lzout.out_file,
         bl_source=wf.lzin.t1w_bl,
         fu_source=wf.lzin.t1w_fu,
+        bl_crop_mask=wf.crop_bl.lzout.mask_file,
+        fu_crop_mask=wf.crop_fu.lzout.mask_file,
         seed=seed,
     ))
-    wf.add(segment_task(name="segment_bl", in_file=wf.rigid_halfway.lzout.bl_halfway))
-    wf.add(segment_task(name="segment_fu", in_file=wf.rigid_halfway.lzout.fu_halfway))
+    for session in ("bl", "fu"):
+        wf.add(segment_task(
+            name=f"segment_{session}",
+            in_file=getattr(wf.rigid_halfway.lzout, f"{session}_halfway"),
+            intracranial=getattr(wf.rigid_halfway.lzout, f"{session}_intracranial"),
+        ))
     wf.add(register_task(
         name="register_fw",
         moving=wf.rigid_halfway.lzout.bl_halfway,
@@ -75,9 +81,9 @@ def init_pair_wf(
     wf.add(measure_volumes_task(
         name="volumes",
         bl_parenchyma=wf.segment_bl.lzout.parenchyma,
-        bl_intracranial=wf.segment_bl.lzout.intracranial,
+        bl_intracranial=wf.rigid_halfway.lzout.bl_intracranial,
         fu_parenchyma=wf.segment_fu.lzout.parenchyma,
-        fu_intracranial=wf.segment_fu.lzout.intracranial,
+        fu_intracranial=wf.rigid_halfway.lzout.fu_intracranial,
         field_fw=wf.register_fw.lzout.field,
         field_bw=wf.register_bw.lzout.field,
     ))
@@ -90,8 +96,8 @@ def init_pair_wf(
             ("fu_halfway", wf.rigid_halfway.lzout.fu_halfway),
             ("bl_parenchyma", wf.segment_bl.lzout.parenchyma),
             ("fu_parenchyma", wf.segment_fu.lzout.parenchyma),
-            ("bl_intracranial", wf.segment_bl.lzout.intracranial),
-            ("fu_intracranial", wf.segment_fu.lzout.intracranial),
+            ("bl_intracranial", wf.rigid_halfway.lzout.bl_intracranial),
+            ("fu_intracranial", wf.rigid_halfway.lzout.fu_intracranial),
             ("field_fw", wf.register_fw.lzout.field),
             ("field_bw", wf.register_bw.lzout.field),
         ]

@@ -16,7 +16,7 @@ import os
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pydra
 
@@ -145,6 +145,7 @@ def run_pairs(
     plugin: str = "cf",
     nprocs: int = 1,
     plugin_args: dict | None = None,
+    on_result: Callable[[PairResult], None] | None = None,
 ) -> list[PairResult]:
     """Run the pipeline on all pairs; ``work_dir`` is the Pydra cache (reruns reuse it).
 
@@ -153,6 +154,8 @@ def run_pairs(
     other Pydra plugin (``slurm``) submits each pair's stages through that worker, for
     ``nprocs`` pairs at once. Returns one result per pair, in order; a failed pair has
     ``status == "failed"`` and a one-line ``message``, and never stops the others.
+    ``on_result`` (e.g. a progress bar) is called in this process with each result as
+    its pair finishes.
     """
     if not pairs:
         return []
@@ -164,4 +167,7 @@ def run_pairs(
         futures = [
             pool.submit(run_one_pair, pair, work_dir, options, pair_plugin, plugin_args) for pair in pairs
         ]
+        if on_result is not None:
+            for future in concurrent.futures.as_completed(futures):
+                on_result(future.result())
         return [future.result() for future in futures]

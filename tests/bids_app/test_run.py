@@ -117,7 +117,7 @@ class StandInRunPairs:
         self.fail = fail
         self.calls: list[dict] = []
 
-    def __call__(self, pairs, *, work_dir, options, plugin="cf", nprocs=1, plugin_args=None):
+    def __call__(self, pairs, *, work_dir, options, plugin="cf", nprocs=1, plugin_args=None, on_result=None):
         self.calls.append(dict(pairs=list(pairs), work_dir=work_dir, options=options,
                                plugin=plugin, nprocs=nprocs, plugin_args=plugin_args))
         results = []
@@ -138,6 +138,8 @@ class StandInRunPairs:
                 metrics={"bvl": bvl, "bvl_fw": bvl, "bvl_bw": bvl, "dbpv": 0.5, "dtiv": 0.1,
                          "bpv_bl_ml": 1100.0, "tiv_bl_ml": 1500.0, "model_version": "stand-in"},
                 files=files))
+        for result in results if on_result else ():
+            on_result(result)
         return results
 
 

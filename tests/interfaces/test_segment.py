@@ -1,4 +1,4 @@
-"""Segment stage: TIV and parenchyma masks of a synthetic head against its labels."""
+"""Segment stage: the parenchyma mask of a synthetic head (inside its crop-stage TIV mask) against its labels."""
 
 import nibabel as nib
 import numpy as np
@@ -11,12 +11,25 @@ from brainlossnet.interfaces.segment import segment
 def test_segment_masks_match_the_phantom_volumes(tmp_path, monkeypatch, small_pair_files, small_crop):
     monkeypatch.chdir(tmp_path)
     resliced, _ = reslice(in_file=small_pair_files["bl"])
-    cropped, _, _ = crop(in_file=resliced, crop_shape=small_crop)
-    intracranial, parenchyma, _ = segment(in_file=cropped)
-    assert intracranial.name == "crop_1mm_intracranial_mask.nii.gz"
+    cropped, intracranial, _ = crop(in_file=resliced, crop_shape=small_crop)
+    parenchyma, _ = segment(in_file=cropped, intracranial=intracranial)
+    assert parenchyma.name == "crop_1mm_parenchyma_mask.nii.gz"
     cavity = nib.load(str(intracranial)).get_fdata() > 0.5
     tissue = nib.load(str(parenchyma)).get_fdata() > 0.5
     truth = small_pair_files["pair"].bl
     assert cavity.sum() / 1000 == pytest.approx(truth.icv_ml, rel=0.06)
     assert tissue.sum() / 1000 == pytest.approx(truth.parenchyma_ml, rel=0.10)
     assert not np.any(tissue & ~cavity)
+
+
+def test_segment_refuses_a_mask_on_another_grid(tmp_path, monkeypatch, small_pair_files, small_crop):
+    monkeypatch.chdir(tmp_path)
+    resliced, _ = reslice(in_file=small_pair_files["bl"])
+    cropped, intracranial, _ = crop(in_file=resliced, crop_shape=small_crop)
+    mask = nib.load(str(intracranial))
+    shifted = tmp_path / "shifted_mask.nii.gz"
+    moved_affine = mask.affine.copy()
+    moved_affine[:3, 3] += 1.0
+    nib.save(nib.Nifti1Image(np.asarray(mask.dataobj), moved_affine), str(shifted))
+    with pytest.raises(ValueError, match="not on the voxel grid"):
+        segment(in_file=cropped, intracranial=shifted)

@@ -101,7 +101,7 @@ def get_parser() -> argparse.ArgumentParser:
         ``bids_filter_file`` (Path or None), ``pairing``, ``work_dir`` (absolute Path),
         ``nprocs``, ``plugin``, ``plugin_args`` (dict or None), ``sbatch_args``,
         ``device``, ``calibration``, ``save_intermediates``, ``seed``, ``crop_shape``
-        (tuple of three ints) and ``verbose``.
+        (tuple of three ints), ``reference_column``, ``reference_table`` and ``verbose``.
     """
     parser = BidsAppArgumentParser(
         prog="brainlossnet",
@@ -214,6 +214,16 @@ def get_parser() -> argparse.ArgumentParser:
         "--save-intermediates", action="store_true",
         help="also write the halfway images, parenchyma and intracranial masks and "
         "both displacement fields of each pair",
+    )
+    outputs.add_argument(
+        "--reference-column", default=None, metavar="NAME",
+        help="group level: a column of reference BVL values in %% per pair (e.g. "
+        "siena_pbvc) compared with brainlossnet in the group report (scatter, "
+        "Bland-Altman, ICC); read from --reference-table, else from group_bvl.tsv",
+    )
+    outputs.add_argument(
+        "--reference-table", type=lambda p: Path(p).absolute(), default=None, metavar="FILE",
+        help="TSV with participant_id, session_bl, session_fu and the reference column",
     )
     return parser
 

@@ -1,0 +1,122 @@
+"""Warnings a reader of a pair's result should see: quality checks on its numbers and inputs.
+
+These checks only inform (the report and the run summary show them); they change no
+number and no status. Thresholds are module constants, documented in docs/reports.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+FW_BW_LIMIT_PCT = 0.5
+"""|bvl_fw - bvl_bw| above this (%) is called a forward/backward disagreement. The paper
+found 95 % of |fw - bw| below 0.19 % for its network; 0.5 % leaves room for ours."""
+
+DTIV_LIMIT_PCT = 1.0
+"""|dtiv| above this (%): the apparent intracranial volume change (which should be 0) says
+the scans differ by more distortion than a same-scanner pair usually shows."""
+
+TIV_RANGE_ML = (900.0, 2300.0)
+"""Plausible adult total intracranial volume."""
+
+PARENCHYMA_FRACTION_RANGE = (0.55, 0.95)
+"""Plausible brain parenchymal fraction (parenchyma volume / TIV) of an adult."""
+
+SCANNER_KEYS = (
+    "Manufacturer", "ManufacturersModelName", "MagneticFieldStrength",
+    "RepetitionTime", "InversionTime", "FlipAngle",
+)
+"""Sidecar fields that must agree between BL and FU: the method is validated for pairs
+from the same scanner and sequence."""
+
+
+def _number(record: Mapping[str, Any], key: str) -> float:
+    value = record.get(key)
+    try:
+        return float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def scanner_differences(metadata_bl: Mapping[str, Any], metadata_fu: Mapping[str, Any]) -> list[str]:
+    """The :data:`SCANNER_KEYS` whose values differ between the two sidecars.
+
+    A key missing from both is not a difference; missing from one only is.
+
+    Returns
+    -------
+    list of str
+        ``"Key: BL value != FU value"`` per differing key.
+    """
+    differences = []
+    for key in SCANNER_KEYS:
+        bl, fu = metadata_bl.get(key), metadata_fu.get(key)
+        if bl is None and fu is None:
+            continue
+        if isinstance(bl, (int, float)) and isinstance(fu, (int, float)) and math.isclose(bl, fu, rel_tol=1e-6):
+            continue
+        if bl != fu:
+            differences.append(f"{key}: {bl!r} != {fu!r}")
+    return differences
+
+
+def pair_warnings(
+    record: Mapping[str, Any],
+    metadata_bl: Mapping[str, Any] | None = None,
+    metadata_fu: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Every warning about one pair's result, one sentence each.
+
+    Parameters
+    ----------
+    record : mapping
+        The pair's ``_bvl.json`` record.
+    metadata_bl, metadata_fu : mapping, optional
+        BIDS sidecar metadata of the two T1w images (for the scanner check).
+
+    Returns
+    -------
+    list of str
+        Empty when nothing is remarkable. A status other than ``ok`` (failed, or a
+        ``flagged`` status set by the pipeline) comes first with its message, then any
+        ``flags``/``warnings`` the record itself carries, then the checks of this
+        module: forward/backward disagreement, apparent TIV change, implausible mask
+        volumes, different scanner or sequence.
+    """
+    warnings: list[str] = []
+    status = record.get("status", "ok")
+    if status != "ok":
+        warnings.append(f"status {status}: {record.get('message') or 'no message'}")
+    for key in ("flags", "warnings"):
+        extra = record.get(key)
+        if isinstance(extra, str) and extra:
+            warnings.append(extra)
+        elif isinstance(extra, (list, tuple)):
+            warnings.extend(str(item) for item in extra if item)
+    fw, bw = _number(record, "bvl_fw"), _number(record, "bvl_bw")
+    if abs(fw - bw) > FW_BW_LIMIT_PCT:
+        warnings.append(f"forward and backward BVL disagree: {fw:.2f} % vs {bw:.2f} % "
+                        f"(|difference| > {FW_BW_LIMIT_PCT} %)")
+    dtiv = _number(record, "dtiv")
+    if abs(dtiv) > DTIV_LIMIT_PCT:
+        warnings.append(f"apparent TIV change {dtiv:.2f} % (|dTIV| > {DTIV_LIMIT_PCT} %): "
+                        "strong distortion between the scans")
+    for session in ("bl", "fu"):
+        tiv, bpv = _number(record, f"tiv_{session}_ml"), _number(record, f"bpv_{session}_ml")
+        if math.isfinite(tiv) and not TIV_RANGE_ML[0] <= tiv <= TIV_RANGE_ML[1]:
+            warnings.append(f"{session.upper()} TIV {tiv:.0f} ml outside the plausible adult range "
+                            f"{TIV_RANGE_ML[0]:.0f}-{TIV_RANGE_ML[1]:.0f} ml")
+        if math.isfinite(tiv) and math.isfinite(bpv) and tiv > 0:
+            fraction = bpv / tiv
+            low, high = PARENCHYMA_FRACTION_RANGE
+            if not low <= fraction <= high:
+                warnings.append(f"{session.upper()} parenchyma is {fraction:.2f} of the TIV, "
+                                f"outside {low:.2f}-{high:.2f}: check the masks")
+    if metadata_bl is not None and metadata_fu is not None:
+        differences = scanner_differences(metadata_bl, metadata_fu)
+        if differences:
+            warnings.append("different scanner or sequence (the method is validated for "
+                            "same-scanner pairs): " + "; ".join(differences))
+    return warnings
