@@ -174,6 +174,7 @@ def refine_velocity(
     smoothness_weight: float = REFINE_SMOOTHNESS_WEIGHT,
     ncc_kernel_vox: int = REFINE_NCC_KERNEL_VOX,
     noise_floor: float = REFINE_NOISE_FLOOR,
+    inverse_consistent: bool = False,
 ) -> torch.Tensor:
     """Test-time refinement of the network's half-resolution velocity on the pair itself.
 
@@ -231,6 +232,11 @@ def refine_velocity(
         return velocity
     moving_half = F.avg_pool3d(moving.detach(), kernel_size=2)
     fixed_half = F.avg_pool3d(fixed.detach(), kernel_size=2)
+    sign = torch.ones(1, 1, 1, 1, 1)
+    if inverse_consistent:  # both images warped, each onto the other, by exp(v) and exp(-v)
+        moving_half, fixed_half = torch.cat([moving_half, fixed_half]), torch.cat([fixed_half, moving_half])
+        sign = torch.tensor([1.0, -1.0]).reshape(2, 1, 1, 1, 1)
+    sign = sign.to(velocity)
     similarity = FixedImageLNCC(fixed_half, ncc_kernel_vox, noise_floor)
     smoothness = DiffusionLoss()
     resample = make_warp(padding_mode="zeros")
@@ -242,9 +248,10 @@ def refine_velocity(
         warnings.filterwarnings("ignore", message="Using a non-tuple sequence")
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
+            signed = sign * parameter
             with torch.no_grad():
-                integrated = model.half_resolution_displacement(parameter, REFINE_INTEGRATION_STEPS)
-            displacement = integrated + (parameter - parameter.detach())
+                integrated = model.half_resolution_displacement(signed, REFINE_INTEGRATION_STEPS)
+            displacement = integrated + (signed - signed.detach())
             loss = similarity(resample(moving_half, displacement)) + smoothness_weight * smoothness(parameter)
             loss.backward()
             optimizer.step()
@@ -259,6 +266,7 @@ def predict_displacement(
     *,
     refine_steps: int = REFINE_STEPS,
     refine_learning_rate_vox: float = REFINE_LEARNING_RATE_VOX,
+    inverse_consistent: bool = False,
 ) -> np.ndarray:
     """The displacement that warps ``moving`` onto ``fixed`` (paper, "Non-linear registration").
 
@@ -289,8 +297,11 @@ def predict_displacement(
     moving_tensor, fixed_tensor = (_normalized_tensor(a, device) for a in (moving, fixed))
     with torch.no_grad():
         velocity = model.half_resolution_field(moving_tensor, fixed_tensor)
+        if inverse_consistent:
+            velocity = 0.5 * (velocity - model.half_resolution_field(fixed_tensor, moving_tensor))
     velocity = refine_velocity(
-        model, velocity, moving_tensor, fixed_tensor, steps=refine_steps, learning_rate_vox=refine_learning_rate_vox
+        model, velocity, moving_tensor, fixed_tensor, steps=refine_steps, learning_rate_vox=refine_learning_rate_vox,
+        inverse_consistent=inverse_consistent,
     )
     with torch.no_grad():
         displacement = model.field_to_displacement(velocity)

@@ -135,6 +135,31 @@ def test_refinement_is_deterministic():
     np.testing.assert_array_equal(first, second)
 
 
+def test_inverse_consistent_refinement_is_antisymmetric_and_lowers_both_ncc_losses():
+    bl, fu = _blobs((32, 32, 32), (0.0, 0.0, 0.0), seed=2), _blobs((32, 32, 32), (1.0, 0.0, -0.5), seed=2)
+    model = _untrained_model()
+    bl_tensor, fu_tensor = (torch.from_numpy(normalize_intensity(a))[None, None] for a in (bl, fu))
+    start = torch.zeros(1, 3, 16, 16, 16)
+    forward = registration.refine_velocity(model, start, bl_tensor, fu_tensor, steps=20, inverse_consistent=True)
+    backward = registration.refine_velocity(model, start, fu_tensor, bl_tensor, steps=20, inverse_consistent=True)
+    # swapping the images negates the velocity: exp(v) and exp(-v) are each other's inverse
+    torch.testing.assert_close(backward, -forward, rtol=0.0, atol=1e-6)
+    zero = np.zeros((3, 32, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        forward_field, backward_field = (model.field_to_displacement(v)[0].numpy() for v in (forward, backward))
+    assert _ncc_loss(bl, fu, forward_field) < _ncc_loss(bl, fu, zero) - 0.02
+    assert _ncc_loss(fu, bl, backward_field) < _ncc_loss(fu, bl, zero) - 0.02
+
+
+def test_inverse_consistent_prediction_of_the_swapped_pair_is_the_inverse_field():
+    model = registration.load_registration_model("cpu")
+    bl, fu = _blobs((32, 32, 32), (0.0, 0.0, 0.0), seed=3), _blobs((32, 32, 32), (0.5, 0.0, 0.0), seed=3)
+    forward = registration.predict_displacement(model, bl, fu, refine_steps=0, inverse_consistent=True)
+    backward = registration.predict_displacement(model, fu, bl, refine_steps=0, inverse_consistent=True)
+    round_trip = forward + np.stack([registration.warp(component, forward) for component in backward])
+    assert np.abs(round_trip[:, 4:-4, 4:-4, 4:-4]).max() < 0.01
+
+
 class _CountingModel(RegistrationUNet):
     """Counts integrations of the velocity: one per refinement step, one for the final field."""
 
