@@ -3,9 +3,13 @@
 Synthetic pairs with known truth: ``brainlossnet.phantom.make_pair`` (no repositioning, so
 BL and FU share one grid and the rigid stage is skipped), cut to a crop whose axes are
 multiples of 16 around the intracranial cavity. For each number of refinement steps both
-directions are registered (``registration.predict_displacement``); the binary parenchyma
-mask of each image (from the phantom's labels) is warped with its field and the forward,
-backward and mean percent changes are computed as in the paper (``volumetry``, Eqs. 1-3).
+directions are registered: by default with one inverse-consistent refinement
+(``registration.predict_displacement_pair``) and the warped volumes by Jacobian integration
+(``registration.jacobian_determinant`` of the other direction's field summed over each
+binary parenchyma mask); with ``--one-sided`` each direction alone
+(``predict_displacement(..., inverse_consistent=False)``) and the masks warped with their
+fields, as in the paper. Forward, backward and mean percent changes follow ``volumetry``
+(Eqs. 1-3).
 
 Optionally a real scan is checked for invented change: BL is the 1 mm crop of the scan plus
 noise; FU is the same crop moved by a fraction of a voxel (cubic) with its own noise, and its
@@ -14,8 +18,8 @@ change is 0.
 
 Prints one line per pair and number of steps, then a summary table per number of steps:
 mean estimate per requested atrophy (truth in the header), the slope of the estimate on the
-truth, the largest |fw - bw|, and the median seconds per direction (timings: median over
-``--repeats`` runs of each direction, then over pairs).
+truth, the largest |fw - bw|, and the median CPU seconds (``time.process_time``) for both
+directions of a pair (median over ``--repeats`` runs, then over pairs).
 
     python benchmarks/refinement.py --steps 0 10 25 50 100 --threads 1 \
         --real-scan ../shared/data/chris_t1.nii.gz --cache-dir /tmp/refinement_pairs
@@ -90,19 +94,35 @@ def rescan_pair(scan: Path, shift_vox: tuple[float, float, float], noise_frac: f
     return {"bl": noisy(crop), "fu": noisy(moved), "bl_mask": tissue, "fu_mask": moved_tissue, "true": np.float64(0.0)}
 
 
-def measure(pair: PairArrays, model: RegistrationUNet, steps: int, repeats: int) -> dict[str, float]:
-    """Forward/backward/mean dBPV (%) and median seconds per direction for one number of steps."""
-    seconds, fields = [], {}
-    for name, moving, fixed in (("fw", pair["bl"], pair["fu"]), ("bw", pair["fu"], pair["bl"])):
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fields[name] = registration.predict_displacement(model, moving, fixed, refine_steps=steps)
-            seconds.append(time.perf_counter() - start)
+def measure(pair: PairArrays, model: RegistrationUNet, steps: int, repeats: int, inverse_consistent: bool) -> dict[str, float]:
+    """Forward/backward/mean dBPV (%) and median CPU seconds per pair for one number of steps.
+
+    Warped masks (paper, Eqs. 1-2) and, for inverse-consistent fields, Jacobian integration
+    (``registration.jacobian_determinant`` of the other direction's field over each mask).
+    """
+    seconds = []
+    for _ in range(repeats):
+        start = time.process_time()
+        if inverse_consistent:
+            forward, backward = registration.predict_displacement_pair(model, pair["bl"], pair["fu"], refine_steps=steps)
+        else:
+            forward, backward = (
+                registration.predict_displacement(model, moving, fixed, refine_steps=steps, inverse_consistent=False)
+                for moving, fixed in ((pair["bl"], pair["fu"]), (pair["fu"], pair["bl"]))
+            )
+        seconds.append(time.process_time() - start)
     voxel_mm = (1.0, 1.0, 1.0)
     bl_ml, fu_ml = (volumetry.volume_ml(pair[k], voxel_mm) for k in ("bl_mask", "fu_mask"))
-    fw = volumetry.percent_change_forward(bl_ml, volumetry.volume_ml(registration.warp(pair["bl_mask"], fields["fw"]), voxel_mm))
-    bw = volumetry.percent_change_backward(fu_ml, volumetry.volume_ml(registration.warp(pair["fu_mask"], fields["bw"]), voxel_mm))
-    return {"fw": fw, "bw": bw, "mean": (fw + bw) / 2.0, "seconds": statistics.median(seconds)}
+    fw = volumetry.percent_change_forward(bl_ml, volumetry.volume_ml(registration.warp(pair["bl_mask"], forward), voxel_mm))
+    bw = volumetry.percent_change_backward(fu_ml, volumetry.volume_ml(registration.warp(pair["fu_mask"], backward), voxel_mm))
+    result = {"fw": fw, "bw": bw, "mean": (fw + bw) / 2.0, "seconds": statistics.median(seconds)}
+    if inverse_consistent:
+        fw_jac = volumetry.percent_change_forward(
+            bl_ml, volumetry.volume_ml(pair["bl_mask"] * registration.jacobian_determinant(backward), voxel_mm))
+        bw_jac = volumetry.percent_change_backward(
+            fu_ml, volumetry.volume_ml(pair["fu_mask"] * registration.jacobian_determinant(forward), voxel_mm))
+        result.update(fw=fw_jac, bw=bw_jac, mean=(fw_jac + bw_jac) / 2.0, fw_mask=fw, bw_mask=bw)
+    return result
 
 
 def main() -> None:
@@ -112,9 +132,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 10, 25, 50, 100])
     parser.add_argument("--scale", type=float, default=1.0, help="phantom size (1 = adult head, 176x208x208 crop)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of each direction (median time)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each pair (median time)")
     parser.add_argument("--real-scan", type=Path, help="a real T1w scan for the no-change rescan check")
     parser.add_argument("--cache-dir", type=Path, help="keep the cropped phantom pairs here (outside the repository)")
+    parser.add_argument("--one-sided", action="store_true",
+                        help="refine each direction alone and warp masks (default: inverse-consistent, Jacobian integration)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = registration.load_registration_model("cpu")
@@ -125,13 +147,14 @@ def main() -> None:
     if args.real_scan is not None:
         pairs[f"rescan {args.real_scan.name}"] = rescan_pair(args.real_scan, (0.3, -0.4, 0.25), 0.02, seed=0)
     registration.predict_displacement(model, *(next(iter(pairs.values()))[k] for k in ("bl", "fu")), refine_steps=1)  # warm-up
+    mode = "one-sided, warped masks" if args.one_sided else "inverse-consistent, Jacobian integration"
 
-    print(f"model {registration.MODEL_VERSION}, torch threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'pair':36s} {'steps':>5s} {'true %':>7s} {'fw %':>7s} {'bw %':>7s} {'mean %':>7s} {'s/dir':>6s}", flush=True)
+    print(f"model {registration.MODEL_VERSION}, {mode}, torch threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'pair':36s} {'steps':>5s} {'true %':>7s} {'fw %':>7s} {'bw %':>7s} {'mean %':>7s} {'cpu s':>6s}", flush=True)
     results: dict[tuple[str, int], dict[str, float]] = {}
     for name, pair in pairs.items():
         for steps in args.steps:
-            r = measure(pair, model, steps, args.repeats)
+            r = measure(pair, model, steps, args.repeats, not args.one_sided)
             results[name, steps] = r
             print(f"{name:36s} {steps:5d} {float(pair['true']):+7.3f} {r['fw']:+7.3f} {r['bw']:+7.3f} "
                   f"{r['mean']:+7.3f} {r['seconds']:6.1f}", flush=True)
@@ -142,7 +165,7 @@ def main() -> None:
     header = " ".join(f"{f'{truth[a]:+.2f}':>7s}" for a in levels)
     extra = f" {'rescan':>7s}" if args.real_scan is not None else ""
     print(f"\nmean dBPV (%) over {len(args.seeds)} phantom subject(s); columns = true change")
-    print(f"{'steps':>5s} {header}{extra} {'slope':>6s} {'max|fw-bw|':>10s} {'s/dir':>6s}")
+    print(f"{'steps':>5s} {header}{extra} {'slope':>6s} {'max|fw-bw|':>10s} {'cpu s':>6s}")
     for steps in args.steps:
         estimates = [statistics.mean(results[f"phantom s{s} {a:+.1f}%", steps]["mean"] for s in args.seeds) for a in levels]
         x = np.array([float(pairs[n]["true"]) for n in phantoms])

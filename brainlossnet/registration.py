@@ -50,20 +50,22 @@ def load_registration_model(device: str = "cpu") -> RegistrationUNet:
     return model.to(device).eval()
 
 
-REFINE_STEPS: int = 25
+REFINE_STEPS: int = 15
 """Default number of test-time refinement steps (:func:`refine_velocity`); 0 = the network alone.
 
-Chosen on synthetic pairs (docs/registration.md): the mean of forward and backward volume
-change has settled by 25 steps, forward and backward agree best around 25-30 steps (they
-drift apart with more), and 25 steps keep one direction of a 176 x 208 x 208 pair within
-about 15-20 s of one CPU core.
+Chosen on phantom pairs with known change (docs/registration.md), inverse-consistent: the
+network alone recovers none of the change; 5 steps are still in Adam's first, sign-like
+moves (estimates scattered around 0); 10-15 steps recover the most (slope 0.6-0.7 at half
+scale, 0.6 on a full-size pair) and more steps recover less (0.5 at 25, 0.47 at 50) with
+the same error on pairs without change (about 0.07-0.09 %). 15 steps cost about 20 s of one
+CPU core for both directions of a 176 x 208 x 208 pair.
 """
 
 REFINE_LEARNING_RATE_VOX: float = 0.3
 """Default initial Adam step of the refinement, in half-resolution voxels (2 mm at 1 mm input).
 
-Decays linearly to 0 over the steps. 0.1 left forward and backward apart after 25-30 steps
-(the refinement had not moved far enough from the network's field); 0.3 brought them together.
+Decays linearly to 0 over the steps. Chosen with one-sided refinement (0.1 moved too little
+from the network's field in 25-30 steps); kept for the inverse-consistent refinement.
 """
 
 REFINE_SMOOTHNESS_WEIGHT: float = 0.03
@@ -86,9 +88,11 @@ REFINE_NOISE_FLOOR: float = 0.06
 MONAI's LNCC takes ``max(variance, smooth_dr)`` in its denominator; ``smooth_dr`` is set to
 this floor squared times the window's voxel count. Without a floor the optimiser raises the
 NCC mostly by matching the independent noise of the two scans in air and in flat tissue
-(on a synthetic pair half the crop is air, with local NCC 0.6 against 0.97 in the brain), which
-roughens the field and drives forward and backward estimates apart (0.5 % on a 1 % pair); a
-floor of 0.06 brought them within 0.1 % (0.03 was too low; 0.1 biased both the other way).
+(on a synthetic pair half the crop is air, with local NCC 0.6 against 0.97 in the brain),
+which roughens the field. With one-sided refinement the floor also set the size and sign of
+the spurious common expansion of both directions (0.03: forward -0.20 %, backward -0.66 % on a
+-1 % pair; 0.06: -0.39 / -0.41 %; 0.1: -0.97 / +0.16 %); the inverse-consistent loss removes
+that term whatever the floor (:func:`refine_velocity`).
 """
 
 
