@@ -90,9 +90,9 @@ this floor squared times the window's voxel count. Without a floor the optimiser
 NCC mostly by matching the independent noise of the two scans in air and in flat tissue
 (on a synthetic pair half the crop is air, with local NCC 0.6 against 0.97 in the brain),
 which roughens the field. With one-sided refinement the floor also set the size and sign of
-the spurious common expansion of both directions (0.03: forward -0.20 %, backward -0.66 % on a
--1 % pair; 0.06: -0.39 / -0.41 %; 0.1: -0.97 / +0.16 %); the inverse-consistent loss removes
-that term whatever the floor (:func:`refine_velocity`).
+the spurious common expansion of both directions (30 steps on a -1 % pair, forward / backward:
+0.03: -0.20 / -0.66 %; 0.06: -0.36 / -0.53 %; 0.1: -0.97 / +0.16 %); the inverse-consistent
+loss removes that term whatever the floor (:func:`refine_velocity`).
 """
 
 
