@@ -55,10 +55,11 @@ REFINE_STEPS: int = 15
 
 Chosen on phantom pairs with known change (docs/registration.md), inverse-consistent: the
 network alone recovers none of the change; 5 steps are still in Adam's first, sign-like
-moves (estimates scattered around 0); 10-15 steps recover the most (slope 0.6-0.7 at half
-scale, 0.6 on a full-size pair) and more steps recover less (0.5 at 25, 0.47 at 50) with
-the same error on pairs without change (about 0.07-0.09 %). 15 steps cost about 20 s of one
-CPU core for both directions of a 176 x 208 x 208 pair.
+moves (estimates scattered around 0); 10-15 steps recover the most and more steps recover
+less, with about the same error on pairs without change. Slope of estimate on truth at
+10 / 15 / 25 steps: 0.58 / 0.67 / 0.51 on 9 half-scale pairs, 0.54 / 0.48 / 0.42 on 4 full-size
+pairs; 15 is the more consistent across subjects at half scale and further from the
+first-step noise. About 22 s of one CPU core for both directions of a 176 x 208 x 208 pair.
 """
 
 REFINE_LEARNING_RATE_VOX: float = 0.3
