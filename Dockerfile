@@ -19,6 +19,13 @@ FROM python:3.11-slim-bookworm
 # must lie in the package's range (pyproject.toml: torch>=2.2,<3). 2.13.0 is the
 # release the test suite runs with.
 ARG TORCH_VERSION=2.13.0
+# Which torch build. Empty (default): PyPI's Linux wheel, built with CUDA (several GB of
+# CUDA libraries). A much smaller CPU-only image (CI, CPU-only clusters):
+#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_INDEX_URL=""
+# Optional folder of wheels searched first (offline or cached builds), e.g.
+# podman build -v /opt/wheels:/wheels:ro --build-arg WHEELS_DIR=/wheels ...
+ARG WHEELS_DIR=""
 # Must equal the package's version (checked below); recorded in the derivatives'
 # dataset_description.json as GeneratedBy.Container.Tag, with IMAGE_TAG.
 ARG BRAINLOSSNET_VERSION=0.1.0
@@ -47,11 +54,13 @@ RUN apt-get update \
 
 # A layer of its own: several GB that need not be rebuilt when the package changes.
 # hadolint ignore=DL3059
-RUN pip install "torch==${TORCH_VERSION}"
+RUN pip install ${TORCH_INDEX_URL:+--index-url $TORCH_INDEX_URL} ${WHEELS_DIR:+--find-links $WHEELS_DIR} \
+        "torch==${TORCH_VERSION}" \
+    && python -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
 
 COPY pyproject.toml README.md /opt/brainlossnet/src/
 COPY brainlossnet /opt/brainlossnet/src/brainlossnet
-RUN pip install /opt/brainlossnet/src \
+RUN pip install ${WHEELS_DIR:+--find-links $WHEELS_DIR} /opt/brainlossnet/src \
     && rm -rf /opt/brainlossnet/src
 
 # No network at run time: no etelemetry version checks (Pydra, nipype); plot without a

@@ -29,7 +29,7 @@ def process(scan: Path, scratch: Path) -> dict:
     """Reslice, crop and segment one scan in ``scratch``; return arrays and numbers."""
     os.chdir(scratch)
     resliced, _ = reslice(in_file=scan)
-    cropped, intracranial_file, _ = crop(in_file=resliced)
+    cropped, intracranial_file, _, _ = crop(in_file=resliced)
     parenchyma_file, _ = segment(in_file=cropped, intracranial=intracranial_file)
     image, affine = load_image(cropped)
     cavity = load_image(intracranial_file)[0] > 0.5

@@ -63,6 +63,9 @@ def register_rigid(
 
     Deterministic: the sampling is seeded by ``seed``, and ITK runs on one thread (the
     package sets ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1`` unless the variable is set).
+    antsRegistration takes ``--random-seed 0`` as "seed from the system clock" (its help:
+    "the fixed seed can be any nonzero int value"), so a seed ``s >= 0`` is passed as
+    ``s + 1`` and a negative one as is: every seed, 0 included, is reproducible.
 
     Returns
     -------
@@ -71,7 +74,7 @@ def register_rigid(
         point of the moving image (ANTs' convention for a forward transform).
     """
     # antspyx passes its global seed (not the ``random_seed`` keyword) to antsRegistration.
-    ants_config._random_seed = seed
+    ants_config._random_seed = seed + 1 if seed >= 0 else seed
     with tempfile.TemporaryDirectory(prefix="blnet-rigid-") as scratch:
         result = ants.registration(
             fixed=to_ants_image(fixed, fixed_affine),

@@ -39,3 +39,89 @@ def test_unknown_or_invalid_profiles_fail_with_the_name(tmp_path):
     zero.write_text(json.dumps(calibration.load_profile("paper").as_dict() | {"m_scale": 0.0}))
     with pytest.raises(ValueError, match="m_scale"):
         calibration.load_profile(zero)
+
+
+# --- fitting a profile (brainlossnet.calibration_fit, Eqs. 5-8) ---------------------------
+
+import numpy as np  # noqa: E402
+
+from brainlossnet import calibration_fit, volumetry  # noqa: E402
+
+
+def _simulated_pairs(n: int, m_tiv: float, m_scale: float, c_tiv: float, seed: int):
+    """Volumes of n pairs whose raw changes follow Eqs. 5 and 7 with known constants.
+
+    Each direction measures ``m_scale * truth + m_tiv * distortion + c_tiv`` plus its own
+    noise; the volumes go through volumetry.brain_volume_loss as at inference.
+    """
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(-2.0, 0.0, n)
+    dtiv_true = rng.normal(0.0, 0.6, n)
+    pairs = []
+    for t, d in zip(truth, dtiv_true):
+        dbpv_fw, dbpv_bw = m_scale * t + m_tiv * d + c_tiv + rng.normal(0, 0.03, 2)
+        dtiv_fw, dtiv_bw = d + rng.normal(0, 0.01, 2)
+        bpv_bl, tiv_bl = 1200.0, 1500.0
+        bpv_fu = bpv_bl * (1 + (m_scale * t + m_tiv * d + c_tiv) / 100)
+        tiv_fu = tiv_bl * (1 + d / 100)
+        pairs.append(volumetry.PairVolumes(
+            bpv_bl_ml=bpv_bl, bpv_fu_ml=bpv_fu,
+            bpv_fu_from_bl_ml=bpv_bl * (1 + dbpv_fw / 100),
+            bpv_bl_from_fu_ml=bpv_fu / (1 + dbpv_bw / 100),
+            tiv_bl_ml=tiv_bl, tiv_fu_ml=tiv_fu,
+            tiv_fu_from_bl_ml=tiv_bl * (1 + dtiv_fw / 100),
+            tiv_bl_from_fu_ml=tiv_fu / (1 + dtiv_bw / 100),
+        ))
+    return truth, pairs
+
+
+def test_fit_is_the_inverse_of_what_volumetry_applies():
+    m_tiv, m_scale = 0.8, 0.45
+    truth, pairs = _simulated_pairs(120, m_tiv, m_scale, c_tiv=-0.1, seed=0)
+    raw = [volumetry.brain_volume_loss(p, m_tiv=1.0, m_scale=1.0) for p in pairs]
+    fit = calibration_fit.fit_calibration([r.dbpv for r in raw], [r.dtiv for r in raw], truth)
+    low, high = fit.distortion.slope_ci95
+    assert low < m_tiv < high and high - low < 0.2
+    low, high = fit.rescaling.slope_ci95
+    assert low < m_scale < high and high - low < 0.03
+    assert fit.m_scale == fit.rescaling.slope and fit.m_tiv == fit.distortion.slope
+    assert fit.distortion.n == fit.rescaling.n == 120 and 0.9 < fit.rescaling.r2 <= 1
+    # applying the fitted constants at inference recovers the truth up to the offset c/m_scale
+    bvl = np.array([volumetry.brain_volume_loss(p, fit.m_tiv, fit.m_scale).bvl for p in pairs])
+    error = bvl - truth
+    assert abs(np.mean(error) - (-0.1 / m_scale)) < 0.03
+    assert np.std(error) < 0.1
+    assert fit.bvl_minus_reference_mean_pct == pytest.approx(np.mean(error))
+    assert fit.bvl_minus_reference_sd_pct == pytest.approx(np.std(error, ddof=1))
+
+
+def test_fixed_m_tiv_skips_eq5_and_is_used_for_the_residual():
+    truth, pairs = _simulated_pairs(20, 0.9, 0.5, c_tiv=0.0, seed=0)
+    raw = [volumetry.brain_volume_loss(p, 1.0, 1.0) for p in pairs]
+    fit = calibration_fit.fit_calibration([r.dbpv for r in raw], [r.dtiv for r in raw], truth, m_tiv=0.9)
+    assert fit.distortion is None and fit.m_tiv == 0.9
+    assert fit.rescaling.slope_ci95[0] < 0.5 < fit.rescaling.slope_ci95[1]
+
+
+def test_fit_line_matches_textbook_values_and_rejects_degenerate_input():
+    x = np.array([0.0, 1.0, 2.0, 3.0])
+    y = np.array([1.0, 3.0, 2.0, 5.0])
+    line = calibration_fit.fit_line(x, y)
+    # slope = Sxy/Sxx = 5.5/5 = 1.1; intercept = 2.75 - 1.1*1.5; residual SS = 2.7
+    assert line.slope == pytest.approx(1.1) and line.intercept == pytest.approx(1.1)
+    assert line.residual_sd == pytest.approx(np.sqrt(2.7 / 2))
+    half = 4.302652729911275 * np.sqrt(2.7 / 2 / 5)  # t(0.975, 2) * stderr
+    assert line.slope_ci95 == pytest.approx((1.1 - half, 1.1 + half))
+    assert line.r2 == pytest.approx(1 - 2.7 / 8.75)
+    with pytest.raises(ValueError, match="at least 3"):
+        calibration_fit.fit_line(x[:2], y[:2])
+    with pytest.raises(ValueError, match="constant"):
+        calibration_fit.fit_line(np.ones(4), y)
+    with pytest.raises(ValueError, match="finite"):
+        calibration_fit.fit_line(x, np.array([1.0, np.nan, 2.0, 3.0]))
+
+
+def test_estimates_that_fall_with_the_reference_are_refused():
+    reference = np.linspace(-2, 0, 10)
+    with pytest.raises(ValueError, match="m_scale"):
+        calibration_fit.fit_calibration(-0.3 * reference, np.linspace(-1, 1, 10)[::-1] ** 3, reference)

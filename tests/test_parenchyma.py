@@ -52,3 +52,13 @@ def test_half_tissue_voxels_split_at_the_midpoint_so_volume_is_unbiased():
     pure = np.concatenate([rng.normal(m, 2.0, 100_000) for m in (csf, grey, white)])
     threshold = tissue_threshold(np.concatenate([pure, mixed]))
     assert np.mean(mixed > threshold) == pytest.approx(np.mean(fractions), abs=0.02)
+
+
+def test_parenchyma_mask_is_reproducible():
+    """The mixture is fitted on a seeded sample: the mask must be the same on every run."""
+    from brainlossnet import phantom
+
+    head = phantom.make_head(3, scale=0.5)
+    cavity = head.icv_frac > 0.5
+    masks = [parenchyma_mask(head.image, cavity) for _ in range(3)]
+    assert all(np.array_equal(masks[0], mask) for mask in masks[1:])

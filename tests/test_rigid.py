@@ -28,3 +28,12 @@ def test_register_rigid_recovers_a_known_rotation_and_translation():
     estimate = register_rigid(moved, affine, image, affine, seed=1)
     np.testing.assert_allclose(estimate[:3, :3], truth[:3, :3], atol=0.01)
     np.testing.assert_allclose(estimate[:3, 3], truth[:3, 3], atol=0.3)
+
+
+def test_every_seed_is_reproducible_including_0():
+    """antsRegistration seeds from the clock when given --random-seed 0; register_rigid must not."""
+    image, affine = smooth_random_head(), np.diag([1.0, 1.0, 1.0, 1.0])
+    moved = np.roll(image, 1, axis=0)
+    for seed in (0, 3):
+        first = register_rigid(moved, affine, image, affine, seed=seed)
+        assert np.array_equal(first, register_rigid(moved, affine, image, affine, seed=seed)), seed

@@ -374,7 +374,7 @@ def pair_record(
         "status": result.status,
         "message": result.message,
     }
-    if result.status == "ok":
+    if result.status != "failed":  # ok or flagged
         record.update(result.metrics)
     record.update({
         "source_files": {"bl": _relative(bl.t1w, bids_dir), "fu": _relative(fu.t1w, bids_dir)},
@@ -429,7 +429,7 @@ def write_pair(
     spec = (pair.baseline.subject, pair.baseline.session, pair.followup.session)
     targets = intermediate_paths(output_dir, *spec)
     written: dict[str, str] = {}
-    keep = save_intermediates and result.status == "ok"
+    keep = save_intermediates and result.status != "failed"
     if keep:
         for key in sorted(set(result.files) - set(targets)):
             LOGGER.warning("intermediate %r of %s has no derivative name; not written",

@@ -34,16 +34,18 @@ NUMBER_COLUMNS = (
     "bpv_bl_ml", "bpv_fu_ml", "tiv_bl_ml", "tiv_fu_ml",
     "interval_days",
 )
-COLUMNS = KEY_COLUMNS + NUMBER_COLUMNS + ("status", "message")
+COLUMNS = KEY_COLUMNS + NUMBER_COLUMNS + ("status", "message", "flags")
 """Columns of group_bvl.tsv, in order (described in docs/outputs.md)."""
 
 
 def _cell(value: Any) -> str:
-    if value is None or value == "":
+    if value is None or value == "" or value == []:
         return "n/a"
+    if isinstance(value, (list, tuple)):  # flags
+        return ";".join(str(item) for item in value)
     if isinstance(value, float):
         return repr(value)  # shortest text that reads back as the same float
-    return " ".join(str(value).split())  # one line, no tabs
+    return " ".join(str(value).replace('"', "'").split())  # one line, no tabs or quotes
 
 
 def record_row(record: Mapping[str, Any]) -> dict[str, str]:

@@ -1,9 +1,11 @@
 """Entry point of the BIDS App: ``brainlossnet bids_dir output_dir {participant,group}``.
 
-Exit codes (BIDS execution spec / sysexits): 0 every pair ok; 1 some pair failed (its
-row in group_bvl.tsv says why); 64 usage error; 66 input missing (no BIDS dataset, an
+Exit codes (BIDS execution spec / sysexits): 0 every pair ok (or flagged); 1 some pair
+failed in processing (its row in group_bvl.tsv says why); 64 usage error; 65 pairs failed
+only because of their input data (a refused image); 66 input missing (no BIDS dataset, an
 unknown participant, a filter that selects nothing, no subject with two sessions);
-73 output_dir or the work dir cannot be created or lie inside bids_dir.
+73 output_dir or the work dir cannot be created or written, or lie inside bids_dir;
+74 writing the outputs failed with an I/O error (disk full, quota).
 
 ``brainlossnet demo ...`` and ``brainlossnet train ...`` are dispatched to their own
 entry points.
@@ -12,6 +14,7 @@ entry points.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -40,6 +43,14 @@ from brainlossnet.bids_app.layout import (
 from brainlossnet.bids_app.pairing import make_pairs
 from brainlossnet.bids_app.progress import PairProgress, run_summary, start_run_log, stop_run_log
 from brainlossnet.bids_app.reporting import sidecar_metadata, write_group_report, write_pair_report
+from brainlossnet.bids_app.review import (
+    crash_report_path,
+    exit_status,
+    refused_pair,
+    review_result,
+    write_crash_report,
+)
+from brainlossnet.bids_app.validation import validate_files
 from brainlossnet.calibration import profile_path
 from brainlossnet.reports.flags import pair_warnings
 
@@ -49,10 +60,19 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_NOINPUT = 66
 EXIT_CANTCREAT = 73
+EXIT_IOERR = 74
+
+_IO_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
+
+
+class OutputIOError(OutputDirError):
+    """Writing into output_dir failed with an I/O error such as a full disk (exit status 74)."""
 
 SUBCOMMANDS = {
     "demo": "brainlossnet.bids_app.demo",
     "train": "brainlossnet.bids_app.cli.train",
+    "calibrate": "brainlossnet.bids_app.calibrate",
+    "slurm-script": "brainlossnet.bids_app.slurm_script",
 }
 """First-argument subcommands and the modules whose ``main(argv)`` runs them."""
 
@@ -105,12 +125,13 @@ def run_participant(opts: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 when every pair is ok, 1 when some pair failed.
+        0 when no pair failed, 65 when pairs failed only because of their input data,
+        1 when some pair failed in processing (:func:`review.exit_status`).
 
     Raises
     ------
-    InputMissingError, FilterFileError, OutputDirError
-        Mapped to exit codes 66, 64 and 73 by :func:`main`.
+    InputMissingError, FilterFileError, OutputDirError, OutputIOError
+        Mapped to exit codes 66, 64, 73 and 74 by :func:`main`.
     """
     layout = open_layout(opts.bids_dir, opts.participant_label)
     filters = load_bids_filters(opts.bids_filter_file) if opts.bids_filter_file else {}
@@ -132,35 +153,58 @@ def run_participant(opts: argparse.Namespace) -> int:
     LOGGER.info("%d pair(s) of %d participant(s), pairing %r; work dir %s",
                 len(pairs), len({p.baseline.subject for p in pairs}), opts.pairing, opts.work_dir)
     options = PipelineOptions(device=opts.device, calibration=calibration,
-                              crop_shape=opts.crop_shape, seed=opts.seed)
+                              crop_shape=opts.crop_shape, seed=opts.seed,
+                              allow_skull_stripped=opts.allow_skull_stripped)
     specs = [pair.spec for pair in pairs]
+    problems = validate_files([p for s in specs for p in (s.t1w_bl, s.t1w_fu)], opts.nprocs)
+    for line in problems.values():
+        LOGGER.error("refused: %s", line)
+    refused = {spec: result for spec in specs if (result := refused_pair(spec, problems))}
+    to_run = [] if refused and opts.stop_on_first_crash else [s for s in specs if s not in refused]
+    extra = {"stop_on_first_crash": True} if opts.stop_on_first_crash else {}
     try:
-        with PairProgress(len(specs)) as progress:
-            results = run_pairs(specs, work_dir=opts.work_dir, options=options, plugin=opts.plugin,
-                                nprocs=opts.nprocs, plugin_args=opts.plugin_args,
-                                on_result=progress.update)
+        with PairProgress(len(to_run)) as progress:
+            results = run_pairs(to_run, work_dir=opts.work_dir, options=options, plugin=opts.plugin,
+                                nprocs=opts.nprocs, plugin_args=opts.plugin_args, gpus=opts.gpus,
+                                max_gpu_tasks_per_device=opts.max_gpu_tasks_per_device,
+                                on_result=progress.update, **extra) if to_run else []
     except Exception as err:  # the workflow engine itself failed: every pair failed
         LOGGER.exception("the workflow did not run")
         results = [PairResult(pair=spec, status="failed", message=f"workflow error: {_one_line(err)}",
-                              metrics={}, files={}) for spec in specs]
-    by_spec = {result.pair: result for result in results}
+                              metrics={}, files={}) for spec in to_run]
+    by_spec = {**refused, **{result.pair: result for result in results}}
 
     recorded: dict[str, Any] = {
         "pairing": opts.pairing, "device": opts.device, "calibration": calibration,
         "crop_shape": list(opts.crop_shape), "seed": opts.seed,
+        "allow_skull_stripped": opts.allow_skull_stripped,
     }
     records, warnings = [], []
+    n_not_run = 0
     try:
         write_dataset_description(opts.output_dir, opts.bids_dir)
         for pair, spec in zip(pairs, specs):
-            result = by_spec.get(spec) or PairResult(
-                pair=spec, status="failed", message="the workflow returned no result for this pair",
-                metrics={}, files={})
             name = pair_prefix(spec.subject, spec.session_bl, spec.session_fu)
+            result = by_spec.get(spec)
+            if result is None and opts.stop_on_first_crash:
+                n_not_run += 1
+                LOGGER.warning("%s: not run (--stop-on-first-crash)", name)
+                continue
+            if result is None:
+                result = PairResult(pair=spec, status="failed", metrics={}, files={},
+                                    message="the workflow returned no result for this pair")
+            if result.status == "ok":
+                sidecars = (layout.get_metadata(str(spec.t1w_bl)), layout.get_metadata(str(spec.t1w_fu)))
+                result = review_result(result, sidecars=sidecars, crop_shape=opts.crop_shape)
             if result.status == "ok":
                 LOGGER.info("%s: BVL %s %%", name, result.metrics.get("bvl"))
+            if result.message and result.status != "failed":
+                LOGGER.warning("%s %s: %s", name, result.status, result.message)
+            if result.status == "failed":
+                report = write_crash_report(opts.output_dir, result, recorded, opts.work_dir)
+                LOGGER.error("%s failed: %s (crash report: %s)", name, result.message, report)
             else:
-                LOGGER.error("%s failed: %s", name, result.message)
+                crash_report_path(opts.output_dir, spec).unlink(missing_ok=True)
             records.append(write_pair(opts.output_dir, pair, result, bids_dir=opts.bids_dir,
                                       options=recorded, save_intermediates=opts.save_intermediates))
             metadata = [sidecar_metadata(layout, side.t1w) for side in (pair.baseline, pair.followup)]
@@ -168,13 +212,15 @@ def run_participant(opts: argparse.Namespace) -> int:
             warnings.append(pair_warnings(records[-1], *metadata))
         table = merge_into_table(opts.output_dir, records)
     except OSError as err:
-        raise OutputDirError(f"{opts.output_dir}: cannot write outputs ({_one_line(err)})") from err
-    n_failed = sum(record["status"] != "ok" for record in records)
+        kind = OutputIOError if err.errno in _IO_ERRNOS else OutputDirError
+        raise kind(f"{opts.output_dir}: cannot write outputs ({_one_line(err)})") from err
     LOGGER.info("table %s; reports %s", table, opts.output_dir)
+    if n_not_run:
+        LOGGER.warning("%d pair(s) not run (--stop-on-first-crash)", n_not_run)
     for line in run_summary(records, warnings, wall_s=time.monotonic() - started,
                             skipped=[f"sub-{s.subject}: {s.reason}" for s in skipped]):
         LOGGER.info("%s", line)
-    return EXIT_FAILURE if n_failed else EXIT_OK
+    return exit_status((record["status"], record["message"]) for record in records)
 
 
 def run_group(opts: argparse.Namespace) -> int:
@@ -242,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     except FilterFileError as err:
         LOGGER.error("%s", err)
         return EXIT_USAGE
+    except OutputIOError as err:
+        LOGGER.error("%s", err)
+        return EXIT_IOERR
     except OutputDirError as err:
         LOGGER.error("%s", err)
         return EXIT_CANTCREAT

@@ -11,7 +11,8 @@ import numpy as np
 import pydra
 from fileformats.generic import File
 
-from brainlossnet import geometry
+from brainlossnet import geometry, image_checks
+from brainlossnet.image_checks import InputDataError
 from brainlossnet.interfaces.nifti import load_image, save_image
 from brainlossnet.intracranial import intracranial_mask
 
@@ -28,38 +29,60 @@ def reslice(in_file: File) -> tuple[Path, float]:
     return out_file, time.perf_counter() - start
 
 
-@pydra.mark.annotate({"return": {"out_file": File, "mask_file": File, "elapsed_s": float}})
-def crop(in_file: File, crop_shape: tuple = geometry.CROP_SHAPE) -> tuple[Path, Path, float]:
+@pydra.mark.annotate(
+    {"return": {"out_file": File, "mask_file": File, "surround_ratio": float, "elapsed_s": float}}
+)
+def crop(
+    in_file: File,
+    crop_shape: tuple = geometry.CROP_SHAPE,
+    source: File | None = None,
+    allow_skull_stripped: bool = False,
+) -> tuple[Path, Path, float, float]:
     """Cut the fixed-size box around the intracranial cavity found by deepbet.
 
-    The cavity may reach the inferior edge of the field of view: it continues through the
-    foramen magnum as the spinal canal, and many scans stop there.
+    The cavity may reach the inferior edge of the field of view through the foramen magnum
+    (it continues as the spinal canal, and many scans stop there), but not with a larger
+    section (see :func:`image_checks.cavity_cut_faces`). ``source`` (the original scan) only
+    names the file in messages. ``surround_ratio`` is the signal around the cavity
+    (:func:`image_checks.surround_signal_ratio`, measured in the box); a skull-stripped scan
+    is refused unless ``allow_skull_stripped``.
 
     Raises
     ------
-    ValueError
-        When the cavity does not fit the box, or reaches another edge of the field of view
-        (the scan cuts the skull, so the cavity cannot be measured).
+    InputDataError
+        When no cavity is found, the scan cuts the skull or the brainstem, the cavity does
+        not fit the box, or the scan is skull-stripped (and that is not allowed).
     """
     start = time.perf_counter()
     image, affine = load_image(in_file)
+    name = source if source is not None else in_file
     shape = tuple(int(n) for n in crop_shape)
     mask = intracranial_mask(image)
-    cut_faces = [face for face in geometry.faces_touched(mask) if face != "inferior"]
+    if not np.any(mask):
+        raise InputDataError(f"{name}: no intracranial cavity found (is this a T1w head scan?)")
+    cut_faces = image_checks.cavity_cut_faces(mask)
     if cut_faces:
-        raise ValueError(
-            f"{in_file}: the intracranial cavity reaches the {', '.join(cut_faces)} edge of the "
-            "field of view (the scan cuts the skull)"
+        raise InputDataError(
+            f"{name}: the field of view cuts the skull or brainstem: the intracranial cavity reaches "
+            f"the {', '.join(cut_faces)} edge of the image, so the crop cannot hold the whole cavity"
         )
     try:
         box_start = geometry.crop_box_start(mask, shape)
     except ValueError as error:
-        raise ValueError(f"{in_file}: {error}") from error
+        raise InputDataError(f"{name}: {error}") from error
     cropped, cropped_affine = geometry.crop(image, affine, box_start, shape)
     cropped_mask, _ = geometry.crop(mask.astype(np.uint8), affine, box_start, shape)
+    surround_ratio = image_checks.surround_signal_ratio(
+        cropped, cropped_mask > 0, geometry.voxel_sizes_mm(cropped_affine))
+    if image_checks.looks_skull_stripped(surround_ratio) and not allow_skull_stripped:
+        raise InputDataError(
+            f"{name}: looks skull-stripped (signal around the intracranial cavity {surround_ratio:.3f} "
+            f"of the signal inside, below {image_checks.SKULL_STRIPPED_MAX_SURROUND}); the method needs "
+            "the skull to measure TIV and distortion (see --allow-skull-stripped)"
+        )
     out_file = save_image(cropped, cropped_affine, Path.cwd() / "crop_1mm.nii.gz")
     mask_file = save_image(cropped_mask, cropped_affine, Path.cwd() / "crop_intracranial.nii.gz", np.uint8)
-    return out_file, mask_file, time.perf_counter() - start
+    return out_file, mask_file, surround_ratio, time.perf_counter() - start
 
 
 reslice_task = pydra.mark.task(reslice)

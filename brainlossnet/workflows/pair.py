@@ -33,11 +33,13 @@ def init_pair_wf(
     crop_shape: tuple[int, int, int] = CROP_SHAPE,
     device: str = "auto",
     seed: int = 0,
+    allow_skull_stripped: bool = False,
 ) -> pydra.Workflow:
     """Build (without running) the workflow that turns one BL/FU pair into a BVL.
 
     Inputs: ``t1w_bl``, ``t1w_fu`` (the source scans) and ``calibration`` (a profile
-    JSON file). Outputs: ``result`` (JSON with every volume and percent change),
+    JSON file). ``allow_skull_stripped`` lets the crop accept a skull-stripped scan.
+    Outputs: ``result`` (JSON with every volume and percent change),
     ``transform`` (rigid halfway), the halfway images, masks and displacement fields,
     and ``<node>_s`` run times.
     """
@@ -49,6 +51,8 @@ def init_pair_wf(
             name=f"crop_{session}",
             in_file=getattr(wf, f"reslice_{session}").lzout.out_file,
             crop_shape=tuple(crop_shape),
+            source=source,
+            allow_skull_stripped=allow_skull_stripped,
         ))
     wf.add(rigid_halfway_task(
         name="rigid_halfway",
@@ -100,6 +104,8 @@ def init_pair_wf(
             ("fu_intracranial", wf.rigid_halfway.lzout.fu_intracranial),
             ("field_fw", wf.register_fw.lzout.field),
             ("field_bw", wf.register_bw.lzout.field),
+            ("bl_surround_ratio", wf.crop_bl.lzout.surround_ratio),
+            ("fu_surround_ratio", wf.crop_fu.lzout.surround_ratio),
         ]
         + [
             (f"{node}_s", getattr(wf, node).lzout.elapsed_s)

@@ -9,20 +9,23 @@ pairs, but a failed node inside such a split leaves its submitter looping foreve
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pydra
 
 from brainlossnet.calibration import DEFAULT_PROFILE, profile_path
 from brainlossnet.geometry import CROP_SHAPE
 from brainlossnet.interfaces.nifti import load_json
+from brainlossnet.workflows.device_slots import assign_slots, device_slots
 from brainlossnet.workflows.pair import STAGE_NODES, init_pair_wf
 
 os.environ.setdefault("NO_ET", "1")
@@ -52,6 +55,7 @@ class PipelineOptions:
     calibration: str = DEFAULT_PROFILE
     crop_shape: tuple[int, int, int] = CROP_SHAPE
     seed: int = 0
+    allow_skull_stripped: bool = False
 
 
 @dataclass
@@ -63,11 +67,13 @@ class PairResult:
     message: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    traceback: str = ""
 
 
 def init_single_pair_wf(pair: PairSpec, *, options: PipelineOptions) -> pydra.Workflow:
     """The pair workflow with one pair's scans and the calibration file as inputs (built, not run)."""
-    wf = init_pair_wf(crop_shape=options.crop_shape, device=options.device, seed=options.seed)
+    wf = init_pair_wf(crop_shape=options.crop_shape, device=options.device, seed=options.seed,
+                      allow_skull_stripped=options.allow_skull_stripped)
     wf.inputs.t1w_bl = Path(pair.t1w_bl).resolve()
     wf.inputs.t1w_fu = Path(pair.t1w_fu).resolve()
     wf.inputs.calibration = profile_path(options.calibration)
@@ -100,6 +106,7 @@ def _pair_result(pair: PairSpec, outputs: Any, options: PipelineOptions) -> Pair
         for stage, nodes in STAGE_NODES.items()
     }
     metrics["options"] = {"crop_shape": list(options.crop_shape), "seed": options.seed}
+    metrics["surround_ratio"] = {"bl": float(outputs.bl_surround_ratio), "fu": float(outputs.fu_surround_ratio)}
     files = {name: Path(str(getattr(outputs, name))) for name in INTERMEDIATE_OUTPUTS}
     return PairResult(pair=pair, status="ok", metrics=metrics, files=files)
 
@@ -134,7 +141,8 @@ def run_one_pair(
         _submit(wf, Path(work_dir).resolve(), plugin, plugin_args)
         return _pair_result(pair, wf.result(return_inputs=False).output, options)
     except Exception as error:  # every failure of a pair is reported, never raised
-        return PairResult(pair=pair, status="failed", message=failure_message(error))
+        return PairResult(pair=pair, status="failed", message=failure_message(error),
+                          traceback="".join(traceback.format_exception(error)))
 
 
 def run_pairs(
@@ -145,29 +153,54 @@ def run_pairs(
     plugin: str = "cf",
     nprocs: int = 1,
     plugin_args: dict | None = None,
+    gpus: Sequence[int] | None = None,
+    max_gpu_tasks_per_device: int = 1,
     on_result: Callable[[PairResult], None] | None = None,
+    stop_on_first_crash: bool = False,
 ) -> list[PairResult]:
     """Run the pipeline on all pairs; ``work_dir`` is the Pydra cache (reruns reuse it).
 
     ``plugin`` ``cf`` (or ``serial``) runs ``nprocs`` pairs at once, each pair's stages one
     after the other in a fresh worker process (CUDA is only ever initialised there); any
     other Pydra plugin (``slurm``) submits each pair's stages through that worker, for
-    ``nprocs`` pairs at once. Returns one result per pair, in order; a failed pair has
-    ``status == "failed"`` and a one-line ``message``, and never stops the others.
-    ``on_result`` (e.g. a progress bar) is called in this process with each result as
-    its pair finishes.
+    ``nprocs`` pairs at once. With ``gpus`` the pairs are spread over those CUDA devices,
+    at most ``max_gpu_tasks_per_device`` at once on each (see
+    :mod:`brainlossnet.workflows.device_slots`); the device reaches the register stage as
+    ``cuda:<id>``. Returns one result per pair, in order; a failed pair has
+    ``status == "failed"`` and a one-line ``message``, and never stops the others, unless
+    ``stop_on_first_crash``: then no pair starts after the first failure, and the pairs
+    that never started are left out of the results. ``on_result`` (e.g. a progress bar)
+    is called in this process with each result as its pair finishes.
     """
     if not pairs:
         return []
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     pair_plugin = "serial" if plugin in ("cf", "serial") else plugin
+    slots = device_slots(options.device, gpus, max_gpu_tasks_per_device, nprocs)[: len(pairs)]
+    queues = [collections.deque(indices) for indices in assign_slots(len(pairs), len(slots))]
+    results: list[PairResult | None] = [None] * len(pairs)
+    stopped = False
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, nprocs), mp_context=context) as pool:
-        futures = [
-            pool.submit(run_one_pair, pair, work_dir, options, pair_plugin, plugin_args) for pair in pairs
-        ]
-        if on_result is not None:
-            for future in concurrent.futures.as_completed(futures):
-                on_result(future.result())
-        return [future.result() for future in futures]
+    with concurrent.futures.ProcessPoolExecutor(max_workers=len(slots), mp_context=context) as pool:
+        running: dict[concurrent.futures.Future, tuple[int, int]] = {}
+
+        def start_next(slot: int) -> None:
+            if queues[slot] and not stopped:
+                index = queues[slot].popleft()
+                slot_options = dataclasses.replace(options, device=slots[slot])
+                future = pool.submit(run_one_pair, pairs[index], work_dir, slot_options, pair_plugin, plugin_args)
+                running[future] = (slot, index)
+
+        for slot in range(len(slots)):
+            start_next(slot)
+        while running:
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                slot, index = running.pop(future)
+                results[index] = future.result()
+                if on_result is not None:
+                    on_result(results[index])
+                stopped = stopped or (stop_on_first_crash and results[index].status == "failed")
+                start_next(slot)
+    return [result for result in results if result is not None]

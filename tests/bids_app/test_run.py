@@ -136,7 +136,8 @@ class StandInRunPairs:
             results.append(participant.PairResult(
                 pair=pair, status="ok", message="",
                 metrics={"bvl": bvl, "bvl_fw": bvl, "bvl_bw": bvl, "dbpv": 0.5, "dtiv": 0.1,
-                         "bpv_bl_ml": 1100.0, "tiv_bl_ml": 1500.0, "model_version": "stand-in"},
+                         "bpv_bl_ml": 1100.0, "bpv_fu_ml": 1090.0, "tiv_bl_ml": 1500.0,
+                         "tiv_fu_ml": 1500.0, "model_version": "stand-in"},
                 files=files))
         for result in results if on_result else ():
             on_result(result)

@@ -43,7 +43,7 @@ def test_reslice_refuses_a_4d_image_naming_the_file(tmp_path, monkeypatch):
 def test_crop_holds_the_whole_cavity_in_a_box_of_the_requested_shape(tmp_path, monkeypatch, small_pair_files, small_crop):
     monkeypatch.chdir(tmp_path)
     resliced, _ = reslice(in_file=small_pair_files["bl"])
-    out_file, mask_file, _ = crop(in_file=resliced, crop_shape=small_crop)
+    out_file, mask_file, _, _ = crop(in_file=resliced, crop_shape=small_crop)
     box = nib.load(str(out_file))
     mask = nib.load(str(mask_file)).get_fdata() > 0.5
     assert box.shape == small_crop

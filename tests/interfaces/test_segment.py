@@ -11,7 +11,7 @@ from brainlossnet.interfaces.segment import segment
 def test_segment_masks_match_the_phantom_volumes(tmp_path, monkeypatch, small_pair_files, small_crop):
     monkeypatch.chdir(tmp_path)
     resliced, _ = reslice(in_file=small_pair_files["bl"])
-    cropped, intracranial, _ = crop(in_file=resliced, crop_shape=small_crop)
+    cropped, intracranial, _, _ = crop(in_file=resliced, crop_shape=small_crop)
     parenchyma, _ = segment(in_file=cropped, intracranial=intracranial)
     assert parenchyma.name == "crop_1mm_parenchyma_mask.nii.gz"
     cavity = nib.load(str(intracranial)).get_fdata() > 0.5
@@ -25,7 +25,7 @@ def test_segment_masks_match_the_phantom_volumes(tmp_path, monkeypatch, small_pa
 def test_segment_refuses_a_mask_on_another_grid(tmp_path, monkeypatch, small_pair_files, small_crop):
     monkeypatch.chdir(tmp_path)
     resliced, _ = reslice(in_file=small_pair_files["bl"])
-    cropped, intracranial, _ = crop(in_file=resliced, crop_shape=small_crop)
+    cropped, intracranial, _, _ = crop(in_file=resliced, crop_shape=small_crop)
     mask = nib.load(str(intracranial))
     shifted = tmp_path / "shifted_mask.nii.gz"
     moved_affine = mask.affine.copy()

@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from brainlossnet import __version__
 from brainlossnet.bids_app.pairing import PAIRING_MODES
+from brainlossnet.workflows.device_slots import parse_gpu_ids
 
 EXIT_USAGE = 64
 """Exit status for a command-line usage error (sysexits ``EX_USAGE``)."""
@@ -61,6 +62,13 @@ def _device(value: str) -> str:
     return value
 
 
+def _gpu_ids(value: str) -> tuple[int, ...]:
+    try:
+        return parse_gpu_ids(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -100,8 +108,10 @@ def get_parser() -> argparse.ArgumentParser:
         ``session_label`` (lists of labels without prefix, or None),
         ``bids_filter_file`` (Path or None), ``pairing``, ``work_dir`` (absolute Path),
         ``nprocs``, ``plugin``, ``plugin_args`` (dict or None), ``sbatch_args``,
-        ``device``, ``calibration``, ``save_intermediates``, ``seed``, ``crop_shape``
-        (tuple of three ints), ``reference_column``, ``reference_table`` and ``verbose``.
+        ``device``, ``gpus`` (tuple of ints or None), ``max_gpu_tasks_per_device``,
+        ``calibration``, ``save_intermediates``, ``seed``, ``crop_shape``
+        (tuple of three ints), ``reference_column``, ``reference_table``,
+        ``stop_on_first_crash``, ``allow_skull_stripped`` and ``verbose``.
     """
     parser = BidsAppArgumentParser(
         prog="brainlossnet",
@@ -112,8 +122,9 @@ def get_parser() -> argparse.ArgumentParser:
         epilog=(
             "Subcommands: 'brainlossnet demo --help' (run on a synthetic dataset) and "
             "'brainlossnet train --help' (train the registration network). "
-            "Exit codes: 0 all pairs ok, 1 some pair failed, 64 usage error, "
-            "66 input missing, 73 output cannot be created. See docs/usage.md."
+            "Exit codes: 0 all pairs ok, 1 some pair failed in processing, 64 usage error, "
+            "65 some pair failed because of its input data, 66 input missing, "
+            "73 output cannot be created, 74 output write error (disk full). See docs/usage.md."
         ),
     )
     parser.add_argument(
@@ -191,6 +202,21 @@ def get_parser() -> argparse.ArgumentParser:
         "--device", type=_device, default="auto",
         help="torch device of the network stages: auto (default), cpu, cuda or cuda:N",
     )
+    perf.add_argument(
+        "--stop-on-first-crash", action="store_true",
+        help="start no further pair after the first failed one (input refused or stage "
+        "crashed); pairs already running finish; exit nonzero",
+    )
+    perf.add_argument(
+        "--gpus", type=_gpu_ids, default=None, metavar="IDS",
+        help="spread the pairs over these CUDA devices, e.g. 0,1 (plugin 'cf'; "
+        "--device auto or cuda); see docs/scale_out.md",
+    )
+    perf.add_argument(
+        "--max-gpu-tasks-per-device", type=_positive_int, default=1, metavar="K",
+        help="with --gpus: at most K pairs on one GPU at the same time (default 1); "
+        "--nprocs still caps the total",
+    )
 
     method = parser.add_argument_group("Method")
     method.add_argument(
@@ -207,6 +233,11 @@ def get_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CROP_SHAPE,
         help="advanced: crop box in 1 mm voxels (default: 176 208 208); changing it "
         "invalidates the calibration and is meant for tests on small synthetic heads",
+    )
+    method.add_argument(
+        "--allow-skull-stripped", action="store_true",
+        help="compute skull-stripped scans (refused by default) without distortion "
+        "correction (the TIV cannot be measured); their rows are flagged",
     )
 
     outputs = parser.add_argument_group("Outputs")
@@ -254,4 +285,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if opts.plugin != "slurm":
             parser.error("--sbatch-args needs --plugin slurm")
         opts.plugin_args = {**(opts.plugin_args or {}), "sbatch_args": opts.sbatch_args}
+    if opts.gpus is not None:
+        if opts.plugin == "slurm":
+            parser.error("--gpus needs --plugin cf or serial (under Slurm, request GPUs "
+                         "with --sbatch-args='--gres=gpu:1')")
+        if opts.device not in ("auto", "cuda"):
+            parser.error(f"--gpus cannot be combined with --device {opts.device}")
     return opts

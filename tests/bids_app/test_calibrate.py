@@ -1,0 +1,112 @@
+"""``brainlossnet calibrate``: a group table and a reference in, a loadable profile and a figure out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainlossnet.bids_app import calibrate
+from brainlossnet.bids_app.derivatives import pair_json_path
+from brainlossnet.bids_app.group import COLUMNS
+from brainlossnet.bids_app.run import main as run_main
+from brainlossnet.calibration import load_profile
+
+M_TIV, M_SCALE = 0.85, 0.4
+
+
+def _write_results(folder: Path, n: int = 40, seed: int = 0, model: str = "net-a") -> tuple[Path, Path]:
+    """A group_bvl.tsv of n ok pairs following Eqs. 5/7 plus two failed ones, and a truth table.
+
+    Sessions are written without prefix in the results and with ``ses-`` in the truth, so
+    the keys must be normalised to match. The last ok pair has no truth row.
+    """
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(-2.0, 0.0, n)
+    dtiv = rng.normal(0.0, 0.5, n)
+    dbpv = M_SCALE * truth + M_TIV * dtiv - 0.05 + rng.normal(0.0, 0.02, n)
+    rows, truth_rows = [], ["participant_id\tsession_bl\tsession_fu\ttrue_dbpv_pct\tother"]
+    for i in range(n):
+        values = dict.fromkeys(COLUMNS, "n/a") | {
+            "participant_id": f"sub-{i:03d}", "session_bl": "01", "session_fu": "02",
+            "dbpv": str(float(dbpv[i])), "dtiv": str(float(dtiv[i])), "bvl": str(float(dbpv[i])), "status": "ok",
+            "siena_pbvc": str(float(truth[i])),
+        }
+        rows.append(values)
+        if i < n - 1:
+            truth_rows.append(f"sub-{i:03d}\tses-01\tses-02\t{float(truth[i])}\t1")
+        record = {"participant_id": f"sub-{i:03d}", "session_bl": "01", "session_fu": "02",
+                  "status": "ok", "model_version": model}
+        path = pair_json_path(folder, f"{i:03d}", "01", "02")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+    for i in (n, n + 1):
+        rows.append(dict.fromkeys(COLUMNS, "n/a") | {
+            "participant_id": f"sub-{i:03d}", "session_bl": "01", "session_fu": "02",
+            "status": "failed", "message": "register: boom", "siena_pbvc": "-1.0",
+        })
+        truth_rows.append(f"sub-{i:03d}\t01\t02\t-1.0\t1")
+    header = [*COLUMNS, "siena_pbvc"]
+    results = folder / "group_bvl.tsv"
+    results.write_text("\n".join(["\t".join(header)] + ["\t".join(r[c] for c in header) for r in rows]) + "\n")
+    truth_path = folder.parent / "truth.tsv"
+    truth_path.write_text("\n".join(truth_rows) + "\n")
+    return results, truth_path
+
+
+def test_fit_against_a_truth_table_writes_a_profile_the_app_reads(tmp_path):
+    results, truth = _write_results(tmp_path / "derivatives")
+    profile_path = tmp_path / "profiles" / "site.json"
+    code = run_main(["calibrate", str(results), "--reference", str(truth), "-o", str(profile_path),
+                     "--source-description", "synthetic test pairs"])
+    assert code == 0
+    profile = load_profile(profile_path)
+    fit = profile.fit
+    assert profile.name == "site" and profile.model == "net-a"
+    assert fit["m_tiv_ci95"][0] < M_TIV < fit["m_tiv_ci95"][1]
+    assert fit["m_scale_ci95"][0] < M_SCALE < fit["m_scale_ci95"][1]
+    assert (profile.m_tiv, profile.m_scale) == pytest.approx((M_TIV, M_SCALE), abs=0.1)
+    assert fit["n_pairs"] == 39
+    assert fit["n_excluded"] == {"status failed": 2, "no reference": 1}
+    assert "true_dbpv_pct" in fit["reference"] and fit["source_data"] == "synthetic test pairs"
+    assert fit["c_tiv_ci95"][0] < fit["c_tiv"] < fit["c_tiv_ci95"][1] and 0 < fit["r2_scale"] <= 1
+    assert fit["brainlossnet_version"] and fit["date"] and not fit["m_tiv_fixed"]
+    plot = profile_path.with_name("site_fit.png")
+    assert fit["plot"] == plot.name and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reference_column_of_the_results_and_a_fixed_m_tiv(tmp_path):
+    results, _ = _write_results(tmp_path / "derivatives", seed=2)
+    out = tmp_path / "p.json"
+    code = calibrate.main([str(results), "--reference", "siena_pbvc", "-o", str(out), "--m-tiv", "0.85",
+                           "--name", "vs-siena", "--no-plot"])
+    assert code == 0
+    profile = load_profile(out)
+    assert profile.name == "vs-siena" and profile.m_tiv == 0.85 and profile.fit["m_tiv_fixed"]
+    assert profile.fit["m_scale_ci95"][0] < M_SCALE < profile.fit["m_scale_ci95"][1]
+    assert profile.fit["n_pairs"] == 40 and "siena_pbvc" in profile.fit["reference"]
+    assert not (tmp_path / "p_fit.png").exists()
+
+
+def test_missing_inputs_and_unusable_data_give_their_exit_codes(tmp_path, caplog):
+    results, truth = _write_results(tmp_path / "derivatives", n=3)
+    out = tmp_path / "p.json"
+    assert calibrate.main([str(results), "--reference", "no_such_column", "-o", str(out)]) == 66
+    assert "no_such_column" in caplog.text
+    assert calibrate.main([str(tmp_path / "none.tsv"), "--reference", str(truth), "-o", str(out)]) == 66
+    assert calibrate.main([str(results), "--reference", str(truth), "--reference-column", "x", "-o", str(out)]) == 66
+    # 3 ok pairs, one without truth: 2 usable, too few for a line with an interval
+    assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out)]) == 65
+    assert "at least 3" in caplog.text
+    assert calibrate.main([str(results)]) == 64
+    assert not out.exists()
+
+
+def test_results_of_two_models_are_refused(tmp_path, caplog):
+    results, truth = _write_results(tmp_path / "derivatives", n=6)
+    record_path = pair_json_path(results.parent, "000", "01", "02")
+    record_path.write_text(json.dumps(json.loads(record_path.read_text()) | {"model_version": "net-b"}))
+    assert calibrate.main([str(results), "--reference", str(truth), "-o", str(tmp_path / "p.json")]) == 65
+    assert "net-a" in caplog.text and "net-b" in caplog.text
