@@ -5,7 +5,7 @@ BL and FU share one grid and the rigid stage is skipped), cut to a crop whose ax
 multiples of 16 around the intracranial cavity. For each number of refinement steps both
 directions are registered: by default with one inverse-consistent refinement
 (``registration.predict_displacement_pair``) and the warped volumes by Jacobian integration
-(``registration.jacobian_determinant`` of the other direction's field summed over each
+(``jacobian_determinant`` of the other direction's field summed over each
 binary parenchyma mask); with ``--one-sided`` each direction alone
 (``predict_displacement(..., inverse_consistent=False)``) and the masks warped with their
 fields, as in the paper. Forward, backward and mean percent changes follow ``volumetry``
@@ -38,6 +38,7 @@ import scipy.ndimage
 import torch
 
 from brainlossnet import geometry, registration, volumetry
+from brainlossnet.jacobian import jacobian_determinant
 from brainlossnet.models.registration_unet import RegistrationUNet
 from brainlossnet.phantom import PARENCHYMA_LABELS, make_pair
 
@@ -98,7 +99,7 @@ def measure(pair: PairArrays, model: RegistrationUNet, steps: int, repeats: int,
     """Forward/backward/mean dBPV (%) and median CPU seconds per pair for one number of steps.
 
     Warped masks (paper, Eqs. 1-2) and, for inverse-consistent fields, Jacobian integration
-    (``registration.jacobian_determinant`` of the other direction's field over each mask).
+    (``jacobian_determinant`` of the other direction's field over each mask).
     """
     seconds = []
     for _ in range(repeats):
@@ -118,9 +119,9 @@ def measure(pair: PairArrays, model: RegistrationUNet, steps: int, repeats: int,
     result = {"fw": fw, "bw": bw, "mean": (fw + bw) / 2.0, "seconds": statistics.median(seconds)}
     if inverse_consistent:
         fw_jac = volumetry.percent_change_forward(
-            bl_ml, volumetry.volume_ml(pair["bl_mask"] * registration.jacobian_determinant(backward), voxel_mm))
+            bl_ml, volumetry.volume_ml(pair["bl_mask"] * jacobian_determinant(backward), voxel_mm))
         bw_jac = volumetry.percent_change_backward(
-            fu_ml, volumetry.volume_ml(pair["fu_mask"] * registration.jacobian_determinant(forward), voxel_mm))
+            fu_ml, volumetry.volume_ml(pair["fu_mask"] * jacobian_determinant(forward), voxel_mm))
         result.update(fw=fw_jac, bw=bw_jac, mean=(fw_jac + bw_jac) / 2.0, fw_mask=fw, bw_mask=bw)
     return result
 

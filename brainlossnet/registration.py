@@ -377,40 +377,6 @@ def predict_displacement_pair(
     return _displacement(model, velocity), _displacement(model, -velocity)
 
 
-def jacobian_determinant(displacement: np.ndarray) -> np.ndarray:
-    """Local volume ratio ``det(I + grad u)`` of the map ``x -> x + u(x)`` (central differences).
-
-    With ``u`` the backward (FU->BL) field, which maps BL voxels into FU space, the sum of
-    ``bl_mask * jacobian_determinant(u)`` is the BL mask's volume in FU space: the warped
-    volume of the paper's Eq. 1 by Jacobian integration, with no resampling of the binary
-    mask. It needs the backward field to be the forward field's inverse
-    (:func:`predict_displacement_pair`); see docs/registration.md for why it beats summing a
-    trilinearly warped mask.
-
-    Parameters
-    ----------
-    displacement
-        (3, X, Y, Z) displacement in voxels.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 (X, Y, Z) determinant; 1 where the map keeps volume.
-    """
-    displacement = np.asarray(displacement, dtype=np.float64)
-    if displacement.ndim != 4 or displacement.shape[0] != 3:
-        raise ValueError(f"a displacement must have shape (3, X, Y, Z), got {displacement.shape}")
-    a = np.empty((3, 3, *displacement.shape[1:]))
-    for i in range(3):
-        a[i] = np.gradient(displacement[i])
-        a[i, i] += 1.0
-    return (
-        a[0, 0] * (a[1, 1] * a[2, 2] - a[1, 2] * a[2, 1])
-        - a[0, 1] * (a[1, 0] * a[2, 2] - a[1, 2] * a[2, 0])
-        + a[0, 2] * (a[1, 0] * a[2, 1] - a[1, 1] * a[2, 0])
-    )
-
-
 def warp(volume: np.ndarray, displacement: np.ndarray) -> np.ndarray:
     """Resample ``volume`` at ``x + u(x)``: trilinear, 0 outside (DESIGN §1 step 6).
 

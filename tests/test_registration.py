@@ -160,26 +160,6 @@ def test_pair_prediction_equals_two_inverse_consistent_predictions():
     np.testing.assert_allclose(backward, registration.predict_displacement(model, fu, bl, refine_steps=3), atol=1e-6)
 
 
-def test_jacobian_determinant_of_an_affine_map_is_its_determinant():
-    matrix = np.array([[0.02, 0.01, 0.0], [-0.03, -0.01, 0.02], [0.0, 0.01, 0.015]])
-    grid = np.indices((12, 14, 10), dtype=np.float64)
-    displacement = np.einsum("ij,j...->i...", matrix, grid) + np.array([0.3, -1.0, 2.0]).reshape(3, 1, 1, 1)
-    determinant = registration.jacobian_determinant(displacement)
-    assert determinant.shape == (12, 14, 10)
-    np.testing.assert_allclose(determinant, np.linalg.det(np.eye(3) + matrix), rtol=1e-12)
-    with pytest.raises(ValueError, match="shape"):
-        registration.jacobian_determinant(np.zeros((2, 4, 4, 4)))
-
-
-def test_jacobian_integration_measures_the_volume_a_mask_takes_in_the_other_space():
-    # the backward field u(y) = -0.01 (y - c) maps a ball of radius 8 to a ball of radius 7.92 in FU space
-    shape, centre = (32, 32, 32), np.array([15.5, 15.5, 15.5]).reshape(3, 1, 1, 1)
-    grid = np.indices(shape, dtype=np.float64)
-    ball = (((grid - centre) ** 2).sum(axis=0) <= 8.0**2).astype(np.float32)
-    determinant = registration.jacobian_determinant(-0.01 * (grid - centre))
-    assert (ball * determinant).sum() / ball.sum() == pytest.approx(0.99**3, rel=1e-9)
-
-
 class _CountingModel(RegistrationUNet):
     """Counts integrations of the velocity: one per refinement step, one for the final field."""
 
