@@ -93,8 +93,7 @@ def one_pass(bl: Path, fu: Path, scratch: Path, device: str) -> dict[str, tuple[
     )
     (bl_tissue,) = stage("segment", "segment_bl", in_file=bl_half, intracranial=bl_tiv)
     (fu_tissue,) = stage("segment", "segment_fu", in_file=fu_half, intracranial=fu_tiv)
-    (field_fw,) = stage("register", "register_fw", moving=bl_half, fixed=fu_half, device=device)
-    (field_bw,) = stage("register", "register_bw", moving=fu_half, fixed=bl_half, device=device)
+    field_fw, field_bw = stage("register", "register", bl=bl_half, fu=fu_half, device=device)
     (volumes_file,) = stage("volumes", "volumes", bl_parenchyma=bl_tissue, bl_intracranial=bl_tiv,
                             fu_parenchyma=fu_tissue, fu_intracranial=fu_tiv,
                             field_fw=field_fw, field_bw=field_bw)

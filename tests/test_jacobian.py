@@ -58,3 +58,12 @@ def test_an_axis_of_length_one_has_zero_derivative():
 def test_wrong_shape_is_refused():
     with pytest.raises(ValueError, match=r"\(3, X, Y, Z\)"):
         jacobian_determinant(np.zeros((2, 4, 4, 4)))
+
+
+def test_jacobian_integration_measures_the_volume_a_mask_takes_in_the_other_space():
+    """The backward field u(y) = -0.01 (y - c) maps a ball of radius 8 onto one of radius 7.92."""
+    shape, centre = (32, 32, 32), np.array([15.5, 15.5, 15.5]).reshape(3, 1, 1, 1)
+    grid = np.indices(shape, dtype=np.float64)
+    ball = (((grid - centre) ** 2).sum(axis=0) <= 8.0**2).astype(np.float32)
+    determinant = jacobian_determinant(-0.01 * (grid - centre))
+    assert np.sum(ball * determinant, dtype=np.float64) / ball.sum() == pytest.approx(0.99**3, rel=1e-6)

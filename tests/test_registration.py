@@ -5,9 +5,10 @@ import re
 import numpy as np
 import pytest
 import torch
+from monai.losses import LocalNormalizedCrossCorrelationLoss
 
 from brainlossnet import registration
-from brainlossnet.models.registration_unet import make_warp, normalize_intensity
+from brainlossnet.models.registration_unet import RegistrationUNet, make_warp, normalize_intensity
 
 torch.set_num_threads(1)
 
@@ -80,3 +81,129 @@ def test_packaged_model_loads_and_predicts_a_float32_field():
     assert np.isfinite(field).all()
     with pytest.raises(ValueError, match="one shape"):
         registration.predict_displacement(model, moving, fixed[:, :, :32])
+
+
+def _blobs(shape: tuple[int, int, int], shift_vox: tuple[float, float, float], seed: int = 0) -> np.ndarray:
+    """A smooth toy image (Gaussian blobs, sigma 2.5 voxels) sampled at ``x - shift_vox``."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape, dtype=np.float64) - np.asarray(shift_vox, dtype=float).reshape(3, 1, 1, 1)
+    image = np.zeros(shape)
+    for _ in range(40):
+        centre = rng.uniform(4.0, np.asarray(shape) - 4.0).reshape(3, 1, 1, 1)
+        image += rng.uniform(0.3, 1.0) * np.exp(-((grid - centre) ** 2).sum(axis=0) / (2 * 2.5**2))
+    return (100.0 * image).astype(np.float32)
+
+
+def _untrained_model() -> RegistrationUNet:
+    torch.manual_seed(0)
+    return RegistrationUNet().eval()
+
+
+def _ncc_loss(moving: np.ndarray, fixed: np.ndarray, displacement: np.ndarray) -> float:
+    warped = registration.warp(normalize_intensity(moving), displacement)
+    ncc = LocalNormalizedCrossCorrelationLoss(spatial_dims=3, kernel_size=9)
+    return float(ncc(torch.from_numpy(warped)[None, None], torch.from_numpy(normalize_intensity(fixed))[None, None]))
+
+
+def test_refinement_with_zero_steps_is_the_plain_network():
+    model = registration.load_registration_model("cpu")
+    rng = np.random.default_rng(4)
+    fixed = rng.random((32, 48, 32)).astype(np.float32) * 200.0
+    moving = np.roll(fixed, 2, axis=1)
+    expected = model(*(torch.from_numpy(normalize_intensity(a))[None, None] for a in (moving, fixed)))
+    field = registration.predict_displacement(model, moving, fixed, refine_steps=0, inverse_consistent=False)
+    np.testing.assert_array_equal(field, expected[0].detach().numpy())
+
+
+def test_refinement_recovers_most_of_a_known_shift_and_lowers_the_ncc_loss():
+    shift_vox = (1.5, -1.0, 0.0)  # moving(x + u) = fixed(x) with u = shift
+    fixed, moving = _blobs((32, 32, 32), (0.0, 0.0, 0.0)), _blobs((32, 32, 32), shift_vox)
+    model = _untrained_model()
+    # one-sided: on this small toy the symmetric loss finds non-rigid fields that beat the exact shift
+    plain = registration.predict_displacement(model, moving, fixed, refine_steps=0, inverse_consistent=False)
+    refined = registration.predict_displacement(model, moving, fixed, refine_steps=40, inverse_consistent=False)
+    assert np.abs(plain).max() < 0.05  # the untrained network leaves the work to the refinement
+    interior = refined[:, 8:-8, 8:-8, 8:-8].reshape(3, -1).mean(axis=1)
+    np.testing.assert_allclose(interior, shift_vox, atol=0.3)
+    assert _ncc_loss(moving, fixed, refined) < _ncc_loss(moving, fixed, plain) - 0.05
+
+
+def test_refinement_is_deterministic():
+    fixed, moving = _blobs((32, 32, 32), (0.0, 0.0, 0.0), seed=1), _blobs((32, 32, 32), (0.7, 0.0, 0.4), seed=1)
+    model = _untrained_model()
+    first = registration.predict_displacement(model, moving, fixed, refine_steps=5)
+    second = registration.predict_displacement(model, moving, fixed, refine_steps=5)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_inverse_consistent_refinement_is_antisymmetric_and_lowers_both_ncc_losses():
+    bl, fu = _blobs((32, 32, 32), (0.0, 0.0, 0.0), seed=2), _blobs((32, 32, 32), (1.0, 0.0, -0.5), seed=2)
+    model = _untrained_model()
+    bl_tensor, fu_tensor = (torch.from_numpy(normalize_intensity(a))[None, None] for a in (bl, fu))
+    start = torch.zeros(1, 3, 16, 16, 16)
+    forward = registration.refine_velocity(model, start, bl_tensor, fu_tensor, steps=20, inverse_consistent=True)
+    backward = registration.refine_velocity(model, start, fu_tensor, bl_tensor, steps=20, inverse_consistent=True)
+    # swapping the images negates the velocity: exp(v) and exp(-v) are each other's inverse
+    torch.testing.assert_close(backward, -forward, rtol=0.0, atol=1e-6)
+    zero = np.zeros((3, 32, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        forward_field, backward_field = (model.field_to_displacement(v)[0].numpy() for v in (forward, backward))
+    assert _ncc_loss(bl, fu, forward_field) < _ncc_loss(bl, fu, zero) - 0.02
+    assert _ncc_loss(fu, bl, backward_field) < _ncc_loss(fu, bl, zero) - 0.02
+
+
+def test_pair_prediction_equals_two_inverse_consistent_predictions():
+    model = registration.load_registration_model("cpu")
+    bl, fu = _blobs((32, 32, 32), (0.0, 0.0, 0.0), seed=3), _blobs((32, 32, 32), (0.5, 0.0, 0.0), seed=3)
+    forward, backward = registration.predict_displacement_pair(model, bl, fu, refine_steps=3)
+    np.testing.assert_allclose(forward, registration.predict_displacement(model, bl, fu, refine_steps=3), atol=1e-6)
+    np.testing.assert_allclose(backward, registration.predict_displacement(model, fu, bl, refine_steps=3), atol=1e-6)
+
+
+class _CountingModel(RegistrationUNet):
+    """Counts integrations of the velocity: one per refinement step, one for the final field."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.integrations = 0
+
+    def half_resolution_displacement(self, field: torch.Tensor, integration_steps: int | None = None) -> torch.Tensor:
+        self.integrations += 1
+        return super().half_resolution_displacement(field, integration_steps)
+
+
+@pytest.mark.parametrize("steps", [0, 1, 7])
+def test_refinement_takes_exactly_the_requested_number_of_steps(steps):
+    fixed, moving = _blobs((32, 16, 16), (0.0, 0.0, 0.0)), _blobs((32, 16, 16), (0.5, 0.0, 0.0))
+    torch.manual_seed(0)
+    model = _CountingModel().eval()
+    registration.predict_displacement(model, moving, fixed, refine_steps=steps)
+    assert model.integrations == steps + 1
+
+
+def test_refinement_rejects_a_negative_budget_or_learning_rate():
+    model = _untrained_model()
+    volume = _blobs((16, 16, 16), (0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="steps"):
+        registration.predict_displacement(model, volume, volume, refine_steps=-1)
+    with pytest.raises(ValueError, match="learning rate"):
+        registration.predict_displacement(model, volume, volume, refine_steps=2, refine_learning_rate_vox=0.0)
+
+
+@pytest.mark.parametrize(("kernel_vox", "noise_floor"), [(9, 0.0), (5, 0.06), (3, 0.2)])
+def test_fixed_image_lncc_equals_monai_and_carries_the_same_gradient(kernel_vox, noise_floor):
+    generator = torch.Generator().manual_seed(kernel_vox)
+    fixed = torch.rand(1, 1, 12, 14, 16, generator=generator)
+    fixed[..., :5] = 0.0  # a flat region, where the floor decides
+    moving = (0.7 * fixed + 0.3 * torch.rand(1, 1, 12, 14, 16, generator=generator)).requires_grad_()
+    monai_loss = LocalNormalizedCrossCorrelationLoss(
+        spatial_dims=3, kernel_size=kernel_vox, smooth_dr=max(kernel_vox**3 * noise_floor**2, 1e-5)
+    )
+    expected = monai_loss(moving, fixed)
+    (expected_grad,) = torch.autograd.grad(expected, moving)
+    value = registration.FixedImageLNCC(fixed, kernel_vox, noise_floor)(moving)
+    (grad,) = torch.autograd.grad(value, moving)
+    torch.testing.assert_close(value, expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-3, atol=1e-7)
+    with pytest.raises(ValueError, match="odd"):
+        registration.FixedImageLNCC(fixed, 4, 0.0)

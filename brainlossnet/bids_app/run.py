@@ -53,6 +53,7 @@ from brainlossnet.bids_app.review import (
 )
 from brainlossnet.bids_app.validation import validate_files
 from brainlossnet.calibration import profile_path
+from brainlossnet.registration import REFINE_STEPS
 from brainlossnet.reports.flags import pair_warnings
 
 LOGGER = logging.getLogger("brainlossnet")
@@ -145,9 +146,10 @@ def run_participant(opts: argparse.Namespace) -> int:
     LOGGER.info("log file %s", start_run_log(opts.output_dir, "participant"))
     LOGGER.info("%d pair(s) of %d participant(s), pairing %r; work dir %s",
                 len(pairs), len({p.baseline.subject for p in pairs}), opts.pairing, opts.work_dir)
+    refine_steps = REFINE_STEPS if opts.refine_steps is None else opts.refine_steps
     options = PipelineOptions(device=opts.device, calibration=calibration,
                               crop_shape=opts.crop_shape, seed=opts.seed,
-                              allow_skull_stripped=opts.allow_skull_stripped)
+                              allow_skull_stripped=opts.allow_skull_stripped, refine_steps=refine_steps)
     specs = [pair.spec for pair in pairs]
     problems = validate_files([p for s in specs for p in (s.t1w_bl, s.t1w_fu)], opts.nprocs)
     for line in problems.values():
@@ -170,7 +172,7 @@ def run_participant(opts: argparse.Namespace) -> int:
     recorded: dict[str, Any] = {
         "pairing": opts.pairing, "device": opts.device, "calibration": calibration,
         "crop_shape": list(opts.crop_shape), "seed": opts.seed,
-        "allow_skull_stripped": opts.allow_skull_stripped,
+        "allow_skull_stripped": opts.allow_skull_stripped, "refine_steps": refine_steps,
     }
     records, warnings = [], []
     n_not_run = 0

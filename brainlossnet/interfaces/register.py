@@ -1,4 +1,4 @@
-"""Pair stage: non-linear registration by the U-Net, one direction per task."""
+"""Pair stage: non-linear registration by the U-Net, both directions from one refinement."""
 
 import time
 from pathlib import Path
@@ -8,7 +8,7 @@ import pydra
 from fileformats.generic import File
 
 from brainlossnet.interfaces.nifti import load_image, save_image, stem
-from brainlossnet.registration import load_registration_model, predict_displacement
+from brainlossnet.registration import REFINE_STEPS, load_registration_model, predict_displacement_pair
 
 
 def resolve_device(device: str) -> str:
@@ -20,19 +20,27 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@pydra.mark.annotate({"return": {"field": File, "elapsed_s": float}})
-def register(moving: File, fixed: File, device: str = "auto") -> tuple[Path, float]:
-    """Displacement field (voxels, pull-back) that warps ``moving`` onto ``fixed``.
+@pydra.mark.annotate({"return": {"field_fw": File, "field_bw": File, "elapsed_s": float}})
+def register(
+    bl: File, fu: File, device: str = "auto", refine_steps: int = REFINE_STEPS
+) -> tuple[Path, Path, float]:
+    """Displacement fields (voxels, pull-back) BL->FU and FU->BL of two halfway images.
 
-    Written as a 4D NIfTI (X, Y, Z, 3) in the fixed image's grid, named for both inputs.
+    The network's prediction is refined on the pair for ``refine_steps`` steps as one
+    velocity for both directions (:func:`~brainlossnet.registration.predict_displacement_pair`),
+    so the two fields are each other's inverse. Each is written as a 4D NIfTI (X, Y, Z, 3) on
+    the halfway grid, named for both inputs.
     """
     start = time.perf_counter()
-    moving_image, _ = load_image(moving)
-    fixed_image, affine = load_image(fixed)
+    bl_image, affine = load_image(bl)
+    fu_image, _ = load_image(fu)
     model = load_registration_model(resolve_device(device))
-    displacement = predict_displacement(model, moving_image, fixed_image)
-    field_file = save_image(np.moveaxis(displacement, 0, -1), affine, Path.cwd() / f"{stem(moving)}_to_{stem(fixed)}_displacement.nii.gz")
-    return field_file, time.perf_counter() - start
+    forward, backward = predict_displacement_pair(model, bl_image, fu_image, refine_steps=refine_steps)
+    fields = [
+        save_image(np.moveaxis(field, 0, -1), affine, Path.cwd() / f"{stem(moving)}_to_{stem(fixed)}_displacement.nii.gz")
+        for field, moving, fixed in ((forward, bl, fu), (backward, fu, bl))
+    ]
+    return fields[0], fields[1], time.perf_counter() - start
 
 
 register_task = pydra.mark.task(register)

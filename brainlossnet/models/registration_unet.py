@@ -9,6 +9,12 @@ at half resolution, which (by default) is a stationary velocity field integrated
 and squaring (MONAI ``DVF2DDF``, as in SynthMorph) so the displacement is diffeomorphic;
 the half-resolution displacement is then upsampled trilinearly to full resolution and
 doubled (its unit becomes full-resolution voxels).
+
+The two halves are separate methods so that the half-resolution field can be refined on a
+pair at test time (:func:`brainlossnet.registration.refine_velocity`) and then turned into
+a displacement exactly as the network does: :meth:`RegistrationUNet.half_resolution_field`
+(pooling + U-Net) and :meth:`RegistrationUNet.field_to_displacement` (integration +
+upsampling); ``forward`` is their composition.
 """
 
 from __future__ import annotations
@@ -145,15 +151,35 @@ class RegistrationUNet(nn.Module):
         nn.init.normal_(out_conv.weight, mean=0.0, std=1e-5)
         nn.init.zeros_(out_conv.bias)
 
-    def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-        """Displacement (B, 3, X, Y, Z) in voxels with ``moving(x + u(x)) ≈ fixed(x)``."""
+    def half_resolution_field(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        """The U-Net's output before integration and upsampling: (B, 3, X/2, Y/2, Z/2).
+
+        A stationary velocity field in half-resolution voxels when
+        ``config.integration_steps > 0``, else the half-resolution displacement itself.
+        Inputs as in ``forward``.
+        """
         if moving.shape != fixed.shape:
             raise ValueError(f"moving {tuple(moving.shape)} and fixed {tuple(fixed.shape)} differ in shape")
         spatial = tuple(moving.shape[2:])
         if any(n % SHAPE_MULTIPLE for n in spatial):
             raise ValueError(f"every axis must be a multiple of {SHAPE_MULTIPLE}, got {spatial}")
-        pair = F.avg_pool3d(torch.cat([moving, fixed], dim=1), kernel_size=2)
-        field = self.unet(pair)
+        return self.unet(F.avg_pool3d(torch.cat([moving, fixed], dim=1), kernel_size=2))
+
+    def half_resolution_displacement(self, field: torch.Tensor, integration_steps: int | None = None) -> torch.Tensor:
+        """``exp(field)`` by scaling and squaring (or ``field`` itself without integration), half-resolution voxels.
+
+        ``integration_steps`` overrides the number of squarings of ``config`` (a cheaper
+        approximation, e.g. inside test-time refinement); it has no effect when the network
+        outputs a plain displacement (``config.integration_steps == 0``).
+        """
         if self.config.integration_steps > 0:
-            field = integrate_velocity(field, self.config.integration_steps)
-        return upsample_displacement(field, 2)
+            return integrate_velocity(field, self.config.integration_steps if integration_steps is None else integration_steps)
+        return field
+
+    def field_to_displacement(self, field: torch.Tensor) -> torch.Tensor:
+        """Full-resolution displacement (B, 3, X, Y, Z) in voxels from :meth:`half_resolution_field`'s output."""
+        return upsample_displacement(self.half_resolution_displacement(field), 2)
+
+    def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        """Displacement (B, 3, X, Y, Z) in voxels with ``moving(x + u(x)) ≈ fixed(x)``."""
+        return self.field_to_displacement(self.half_resolution_field(moving, fixed))

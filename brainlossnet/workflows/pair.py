@@ -9,6 +9,7 @@ from brainlossnet.geometry import CROP_SHAPE
 from brainlossnet.interfaces.halfway import rigid_halfway_task
 from brainlossnet.interfaces.preprocess import crop_task, reslice_task
 from brainlossnet.interfaces.register import register_task
+from brainlossnet.registration import REFINE_STEPS
 from brainlossnet.interfaces.segment import segment_task
 from brainlossnet.interfaces.volumes import correct_task, measure_volumes_task
 
@@ -20,11 +21,11 @@ STAGE_NODES: dict[str, tuple[str, ...]] = {
     "crop": ("crop_bl", "crop_fu"),
     "rigid_halfway": ("rigid_halfway",),
     "segment": ("segment_bl", "segment_fu"),
-    "register": ("register_fw", "register_bw"),
+    "register": ("register",),
     "volumes": ("volumes",),
     "correct": ("correct",),
 }
-"""The workflow nodes that make up each stage (BL and FU, or forward and backward)."""
+"""The workflow nodes that make up each stage (BL and FU, or one for the pair)."""
 
 
 def init_pair_wf(
@@ -34,11 +35,13 @@ def init_pair_wf(
     device: str = "auto",
     seed: int = 0,
     allow_skull_stripped: bool = False,
+    refine_steps: int = REFINE_STEPS,
 ) -> pydra.Workflow:
     """Build (without running) the workflow that turns one BL/FU pair into a BVL.
 
     Inputs: ``t1w_bl``, ``t1w_fu`` (the source scans) and ``calibration`` (a profile
-    JSON file). ``allow_skull_stripped`` lets the crop accept a skull-stripped scan.
+    JSON file). ``allow_skull_stripped`` lets the crop accept a skull-stripped scan;
+    ``refine_steps`` is the test-time refinement of the registration (0: the network alone).
     Outputs: ``result`` (JSON with every volume and percent change),
     ``transform`` (rigid halfway), the halfway images, masks and displacement fields,
     and ``<node>_s`` run times.
@@ -71,16 +74,11 @@ def init_pair_wf(
             intracranial=getattr(wf.rigid_halfway.lzout, f"{session}_intracranial"),
         ))
     wf.add(register_task(
-        name="register_fw",
-        moving=wf.rigid_halfway.lzout.bl_halfway,
-        fixed=wf.rigid_halfway.lzout.fu_halfway,
+        name="register",
+        bl=wf.rigid_halfway.lzout.bl_halfway,
+        fu=wf.rigid_halfway.lzout.fu_halfway,
         device=device,
-    ))
-    wf.add(register_task(
-        name="register_bw",
-        moving=wf.rigid_halfway.lzout.fu_halfway,
-        fixed=wf.rigid_halfway.lzout.bl_halfway,
-        device=device,
+        refine_steps=refine_steps,
     ))
     wf.add(measure_volumes_task(
         name="volumes",
@@ -88,8 +86,8 @@ def init_pair_wf(
         bl_intracranial=wf.rigid_halfway.lzout.bl_intracranial,
         fu_parenchyma=wf.segment_fu.lzout.parenchyma,
         fu_intracranial=wf.rigid_halfway.lzout.fu_intracranial,
-        field_fw=wf.register_fw.lzout.field,
-        field_bw=wf.register_bw.lzout.field,
+        field_fw=wf.register.lzout.field_fw,
+        field_bw=wf.register.lzout.field_bw,
     ))
     wf.add(correct_task(name="correct", volumes=wf.volumes.lzout.volumes, calibration=wf.lzin.calibration))
     wf.set_output(
@@ -102,8 +100,8 @@ def init_pair_wf(
             ("fu_parenchyma", wf.segment_fu.lzout.parenchyma),
             ("bl_intracranial", wf.rigid_halfway.lzout.bl_intracranial),
             ("fu_intracranial", wf.rigid_halfway.lzout.fu_intracranial),
-            ("field_fw", wf.register_fw.lzout.field),
-            ("field_bw", wf.register_bw.lzout.field),
+            ("field_fw", wf.register.lzout.field_fw),
+            ("field_bw", wf.register.lzout.field_bw),
             ("bl_surround_ratio", wf.crop_bl.lzout.surround_ratio),
             ("fu_surround_ratio", wf.crop_fu.lzout.surround_ratio),
         ]

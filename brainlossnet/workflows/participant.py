@@ -25,6 +25,7 @@ import pydra
 from brainlossnet.calibration import DEFAULT_PROFILE, profile_path
 from brainlossnet.geometry import CROP_SHAPE
 from brainlossnet.interfaces.nifti import load_json
+from brainlossnet.registration import REFINE_STEPS
 from brainlossnet.workflows.device_slots import assign_slots, device_slots
 from brainlossnet.workflows.pair import STAGE_NODES, init_pair_wf
 
@@ -56,6 +57,7 @@ class PipelineOptions:
     crop_shape: tuple[int, int, int] = CROP_SHAPE
     seed: int = 0
     allow_skull_stripped: bool = False
+    refine_steps: int = REFINE_STEPS
 
 
 @dataclass
@@ -73,7 +75,7 @@ class PairResult:
 def init_single_pair_wf(pair: PairSpec, *, options: PipelineOptions) -> pydra.Workflow:
     """The pair workflow with one pair's scans and the calibration file as inputs (built, not run)."""
     wf = init_pair_wf(crop_shape=options.crop_shape, device=options.device, seed=options.seed,
-                      allow_skull_stripped=options.allow_skull_stripped)
+                      allow_skull_stripped=options.allow_skull_stripped, refine_steps=options.refine_steps)
     wf.inputs.t1w_bl = Path(pair.t1w_bl).resolve()
     wf.inputs.t1w_fu = Path(pair.t1w_fu).resolve()
     wf.inputs.calibration = profile_path(options.calibration)
@@ -105,7 +107,8 @@ def _pair_result(pair: PairSpec, outputs: Any, options: PipelineOptions) -> Pair
         stage: round(sum(float(getattr(outputs, f"{node}_s")) for node in nodes), 3)
         for stage, nodes in STAGE_NODES.items()
     }
-    metrics["options"] = {"crop_shape": list(options.crop_shape), "seed": options.seed}
+    metrics["options"] = {"crop_shape": list(options.crop_shape), "seed": options.seed,
+                          "refine_steps": options.refine_steps}
     metrics["surround_ratio"] = {"bl": float(outputs.bl_surround_ratio), "fu": float(outputs.fu_surround_ratio)}
     files = {name: Path(str(getattr(outputs, name))) for name in INTERMEDIATE_OUTPUTS}
     return PairResult(pair=pair, status="ok", metrics=metrics, files=files)

@@ -1,4 +1,4 @@
-"""Register stage: a displacement field in the fixed grid, from the packaged network."""
+"""Register stage: forward and backward fields on the halfway grid, each other's inverse."""
 
 import nibabel as nib
 import numpy as np
@@ -6,7 +6,7 @@ import numpy as np
 from brainlossnet.interfaces.register import register, resolve_device
 
 
-def test_register_writes_a_field_on_the_fixed_grid_and_near_zero_for_identical_images(tmp_path, monkeypatch):
+def test_register_writes_both_fields_on_the_grid_and_near_zero_for_identical_images(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
     shape = (32, 48, 32)
@@ -14,15 +14,21 @@ def test_register_writes_a_field_on_the_fixed_grid_and_near_zero_for_identical_i
     image[8:24, 10:38, 8:24] = 100 + rng.normal(0, 5, (16, 28, 16))
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     affine[:3, 3] = [5, -7, 3]
-    for name in ("moving", "fixed"):
+    for name in ("bl", "fu"):
         nib.save(nib.Nifti1Image(image, affine), str(tmp_path / f"{name}.nii.gz"))
-    field_file, _ = register(moving=tmp_path / "moving.nii.gz", fixed=tmp_path / "fixed.nii.gz", device="cpu")
-    assert field_file.name == "moving_to_fixed_displacement.nii.gz"
-    field = nib.load(str(field_file))
-    assert field.shape == (*shape, 3)
-    np.testing.assert_allclose(field.affine, affine)
-    assert np.all(np.isfinite(field.get_fdata()))
-    assert np.abs(field.get_fdata()).max() < 0.5
+    forward_file, backward_file, _ = register(
+        bl=tmp_path / "bl.nii.gz", fu=tmp_path / "fu.nii.gz", device="cpu", refine_steps=3
+    )
+    assert forward_file.name == "bl_to_fu_displacement.nii.gz"
+    assert backward_file.name == "fu_to_bl_displacement.nii.gz"
+    fields = [nib.load(str(f)) for f in (forward_file, backward_file)]
+    for field in fields:
+        assert field.shape == (*shape, 3)
+        np.testing.assert_allclose(field.affine, affine)
+        assert np.all(np.isfinite(field.get_fdata()))
+        assert np.abs(field.get_fdata()).max() < 0.5
+    # one velocity for both directions: for identical images, forward = -backward
+    np.testing.assert_allclose(fields[0].get_fdata(), -fields[1].get_fdata(), atol=1e-3)
 
 
 def test_auto_device_is_cpu_without_a_gpu():

@@ -74,3 +74,28 @@ def test_scaling_and_squaring_of_v_and_minus_v_compose_to_the_identity():
     assert forward.abs().max() > 1.0  # a deformation of several voxels, not a trivial one
     assert interior.abs().max() < 0.15
     assert interior.abs().mean() < 0.02
+
+
+def test_forward_is_the_half_resolution_field_integrated_and_upsampled():
+    torch.manual_seed(2)
+    model = RegistrationUNet().eval()
+    with torch.no_grad():  # make the output large enough for integration to matter
+        model.unet.net[1].final_conv_out.conv.weight.normal_(0.0, 2.0)
+    moving, fixed = torch.rand(1, 1, 32, 16, 48), torch.rand(1, 1, 32, 16, 48)
+    with torch.inference_mode():
+        field = model.half_resolution_field(moving, fixed)
+        displacement = model(moving, fixed)
+        assert field.shape == (1, 3, 16, 8, 24)
+        assert field.abs().max() > 0.5
+        torch.testing.assert_close(displacement, model.field_to_displacement(field), atol=0, rtol=0)
+        torch.testing.assert_close(
+            model.field_to_displacement(field), upsample_displacement(integrate_velocity(field, 7), 2), atol=0, rtol=0
+        )
+    with pytest.raises(ValueError, match="multiple of 16"):
+        model.half_resolution_field(torch.rand(1, 1, 24, 32, 32), torch.rand(1, 1, 24, 32, 32))
+
+
+def test_without_integration_the_half_resolution_field_is_the_displacement():
+    model = RegistrationUNet(RegistrationConfig(integration_steps=0))
+    field = torch.randn(1, 3, 8, 8, 8)
+    torch.testing.assert_close(model.half_resolution_displacement(field), field, atol=0, rtol=0)

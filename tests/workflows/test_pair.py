@@ -9,7 +9,7 @@ from brainlossnet.workflows.participant import PairSpec, PipelineOptions, init_s
 
 
 def test_pair_workflow_has_every_stage_wired_file_to_file():
-    wf = init_pair_wf(crop_shape=(96, 112, 112), device="cpu", seed=3)
+    wf = init_pair_wf(crop_shape=(96, 112, 112), device="cpu", seed=3, refine_steps=4)
     nodes = set(wf.name2obj)
     assert nodes == {node for group in STAGE_NODES.values() for node in group}
     assert tuple(STAGE_NODES) == STAGES
@@ -21,11 +21,12 @@ def test_pair_workflow_has_every_stage_wired_file_to_file():
     }
     assert {
         ("reslice_bl", "crop_bl"), ("crop_bl", "rigid_halfway"), ("crop_fu", "rigid_halfway"),
-        ("rigid_halfway", "segment_bl"), ("rigid_halfway", "register_fw"), ("rigid_halfway", "register_bw"),
-        ("segment_fu", "volumes"), ("register_fw", "volumes"), ("register_bw", "volumes"), ("volumes", "correct"),
+        ("rigid_halfway", "segment_bl"), ("rigid_halfway", "register"),
+        ("segment_fu", "volumes"), ("register", "volumes"), ("volumes", "correct"),
     } <= edges
     assert wf.crop_bl.inputs.crop_shape == (96, 112, 112)
-    assert wf.register_fw.inputs.device == "cpu"
+    assert wf.register.inputs.device == "cpu"
+    assert wf.register.inputs.refine_steps == 4
     assert wf.rigid_halfway.inputs.seed == 3
     outputs = {name for name, _ in wf._connections}
     assert {"result", "bl_halfway", "field_fw", "field_bw", "reslice_bl_s", "correct_s"} <= outputs

@@ -14,7 +14,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 from brainlossnet import __version__
 from brainlossnet.bids_app.pairing import PAIRING_MODES
@@ -78,14 +78,23 @@ def _gpu_ids(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a positive integer")
-    return number
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer not below ``minimum``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{value!r} is below {minimum}")
+        return number
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _json_object(value: str) -> dict:
@@ -233,6 +242,13 @@ def get_parser() -> argparse.ArgumentParser:
         "--calibration", default="default", metavar="PROFILE",
         help="calibration profile (m_TIV, m_scale): a name shipped in the package or a "
         "path to a profile JSON (default: 'default')",
+    )
+    method.add_argument(
+        "--refine-steps", type=_non_negative_int, default=None, metavar="N",
+        help="test-time refinement of the registration on each pair: N optimiser steps on "
+        "one velocity for both directions (default: the setting chosen for the shipped "
+        "weights, see docs/registration.md; about 22 s of one CPU core per full-size pair; "
+        "0 = the network alone)",
     )
     method.add_argument(
         "--seed", type=int, default=0,
