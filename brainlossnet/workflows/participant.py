@@ -15,6 +15,8 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +150,72 @@ def run_one_pair(
                           traceback="".join(traceback.format_exception(error)))
 
 
+ABANDONED_LOCK_AGE_S = 2.0
+"""An empty Pydra lock file older than this was left by a killed process (filelock itself
+gives an unreadable lock file the same 2 s before breaking it)."""
+LOCK_SWEEP_PERIOD_S = 5.0
+"""How often :func:`run_pairs` looks for abandoned locks while pairs run."""
+
+
+def clear_abandoned_locks(location: Path | None = None, *, age_s: float = ABANDONED_LOCK_AGE_S) -> list[Path]:
+    """Remove the empty lock files that a killed run left in a Pydra cache folder.
+
+    Pydra guards each entry of its persistent hash cache (``location`` None: the folder
+    ``PYDRA_HASH_CACHE`` names, by default in the user's cache directory) and each task
+    directory of a work dir with a ``filelock.SoftFileLock``. The lock's owner creates the
+    file and then writes its PID into it; a process killed between the two (SIGKILL, an
+    out-of-memory kill, a Slurm time limit) leaves an empty file, which filelock treats as
+    held for ever, so the next run would wait on it without end. A live owner fills its
+    lock within microseconds, so an empty lock older than ``age_s`` seconds is abandoned.
+
+    Returns
+    -------
+    list of Path
+        The lock files removed.
+    """
+    from pydra.utils.hash import PersistentCache
+
+    folder = Path(location) if location is not None else Path(PersistentCache.location_default())
+    if not folder.is_dir():
+        return []
+    now = time.time()
+    removed = []
+    for lock in folder.glob("*.lock"):
+        try:
+            status = lock.stat()
+            if status.st_size == 0 and now - status.st_mtime > age_s:
+                lock.unlink()
+                removed.append(lock)
+        except FileNotFoundError:  # released or removed by another run meanwhile
+            continue
+    return removed
+
+
+@contextlib.contextmanager
+def _abandoned_locks_swept(work_dir: Path) -> Iterator[None]:
+    """Clear abandoned locks in the hash cache and ``work_dir`` now and every few seconds.
+
+    A run resumed right after a kill may find a lock that is not yet old enough to count as
+    abandoned; a worker waiting on it goes on once a later sweep removes it.
+    """
+    stop = threading.Event()
+
+    def sweep() -> None:
+        while True:
+            for folder in (None, work_dir):
+                clear_abandoned_locks(folder)
+            if stop.wait(LOCK_SWEEP_PERIOD_S):
+                return
+
+    sweeper = threading.Thread(target=sweep, name="lock-sweeper", daemon=True)
+    sweeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sweeper.join()
+
+
 def run_pairs(
     pairs: list[PairSpec],
     *,
@@ -185,7 +253,8 @@ def run_pairs(
     results: list[PairResult | None] = [None] * len(pairs)
     stopped = False
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=len(slots), mp_context=context) as pool:
+    with _abandoned_locks_swept(work_dir), \
+            concurrent.futures.ProcessPoolExecutor(max_workers=len(slots), mp_context=context) as pool:
         running: dict[concurrent.futures.Future, tuple[int, int]] = {}
 
         def start_next(slot: int) -> None:

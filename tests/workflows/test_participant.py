@@ -31,3 +31,21 @@ def test_a_broken_scan_fails_its_pair_with_one_line_and_the_other_pair_completes
     assert results[1].metrics == {}
     assert isinstance(results[0].metrics["bvl"], float)
     assert Path(results[0].files["bl_halfway"]).is_file()
+
+
+def test_empty_locks_left_by_a_killed_run_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import time
+
+    from brainlossnet.workflows.participant import clear_abandoned_locks
+
+    abandoned, fresh, owned = (tmp_path / f"{name}.lock" for name in ("abandoned", "fresh", "owned"))
+    abandoned.touch()
+    fresh.touch()
+    owned.write_text("12345\nhost\n")
+    old = time.time() - 60
+    for path in (abandoned, owned):
+        os.utime(path, (old, old))
+    assert clear_abandoned_locks(tmp_path) == [abandoned]
+    assert not abandoned.exists() and fresh.exists() and owned.exists()
+    assert clear_abandoned_locks(tmp_path / "missing") == []
