@@ -230,6 +230,13 @@ and the least-squares slope (through 0) of predicted on true change.
 |---|---|---|---|---|---|---|---|---|
 {rows}
 
+## At inference
+
+The pipeline refines the network's prediction on each pair (inverse-consistent test-time
+refinement, `--refine-steps`) and reads volumes by Jacobian integration; how accurately these
+weights then measure a known change is measured by `benchmarks/refinement.py` and
+`benchmarks/accuracy.py` (docs/registration.md).
+
 ## Limits
 
 Trained on synthetic deformations of a few heads on a CPU for a short time; not yet checked
