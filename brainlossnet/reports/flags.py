@@ -1,7 +1,10 @@
 """Warnings a reader of a pair's result should see: quality checks on its numbers and inputs.
 
 These checks only inform (the report and the run summary show them); they change no
-number and no status. Thresholds are module constants, documented in docs/reports.md.
+number and no status. The forward/backward and TIV-change limits are deliberately lower
+than those of the sanity gate (:mod:`brainlossnet.sanity`, which sets ``status = flagged``),
+so a reader sees a pair drifting before it is flagged; the plausible volume ranges are the
+gate's own. Documented in docs/reports.md.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from brainlossnet.sanity import BPV_TIV_RATIO_RANGE as PARENCHYMA_FRACTION_RANGE
+from brainlossnet.sanity import TIV_RANGE_ML
+
 FW_BW_LIMIT_PCT = 0.5
 """|bvl_fw - bvl_bw| above this (%) is called a forward/backward disagreement. The paper
 found 95 % of |fw - bw| below 0.19 % for its network; 0.5 % leaves room for ours."""
@@ -17,12 +23,6 @@ found 95 % of |fw - bw| below 0.19 % for its network; 0.5 % leaves room for ours
 DTIV_LIMIT_PCT = 1.0
 """|dtiv| above this (%): the apparent intracranial volume change (which should be 0) says
 the scans differ by more distortion than a same-scanner pair usually shows."""
-
-TIV_RANGE_ML = (900.0, 2300.0)
-"""Plausible adult total intracranial volume."""
-
-PARENCHYMA_FRACTION_RANGE = (0.55, 0.95)
-"""Plausible brain parenchymal fraction (parenchyma volume / TIV) of an adult."""
 
 SCANNER_KEYS = (
     "Manufacturer", "ManufacturersModelName", "MagneticFieldStrength",
