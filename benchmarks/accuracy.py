@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import fnmatch
 import json
 import multiprocessing
 import os
@@ -110,8 +111,12 @@ def syn_pair(paths: dict[str, str], parameters: dict, seed: int) -> dict[str, fl
 
 
 def syn_rows(truth: pd.DataFrame, derivatives: Path, cache: Path, parameters: SynParameters,
-             jobs: int, seed: int) -> pd.DataFrame:
-    """The SyN reference for every pair whose intermediates exist; cached per pair in ``cache``."""
+             jobs: int, seed: int, subjects: list[str] | None = None) -> pd.DataFrame:
+    """The SyN reference for every pair whose intermediates exist; cached per pair in ``cache``.
+
+    ``subjects`` (shell patterns of participant labels, without ``sub-``) limits the pairs that
+    are run; pairs already in the cache are always reported.
+    """
     cache.mkdir(parents=True, exist_ok=True)
     settings = {"parameters": parameters.as_dict(), "seed": seed}
     results: dict[tuple[str, str, str], dict] = {}
@@ -124,6 +129,8 @@ def syn_rows(truth: pd.DataFrame, derivatives: Path, cache: Path, parameters: Sy
             if document.get("settings") == settings:
                 results[key] = document["result"]
                 continue
+        if subjects is not None and not any(fnmatch.fnmatchcase(subject, p) for p in subjects):
+            continue
         paths = {k: str(v) for k, v in intermediate_paths(derivatives, subject, key[1], key[2]).items()}
         if all(Path(paths[k]).is_file() for k in ("bl_halfway", "fu_halfway", "bl_parenchyma", "fu_parenchyma")):
             todo[key] = (paths, stored)
@@ -178,7 +185,8 @@ def benchmark_dataset(sim_dir: Path, output_dir: Path, work_dir: Path, args: arg
         dict(zip(KEYS, key)) | pipeline_row(derivatives, key[0].removeprefix("sub-"), key[1], key[2])
         for key in truth[KEYS].itertuples(index=False, name=None)
     ])
-    syn = syn_rows(truth, derivatives, output_dir / "syn", parameters, args.syn_jobs, args.seed)
+    syn = syn_rows(truth, derivatives, output_dir / "syn", parameters, args.syn_jobs, args.seed,
+                   args.syn_subjects)
     pairs = truth.merge(pipeline, on=KEYS, how="left").merge(syn, on=KEYS, how="left")
     for column in ("syn_pct", "syn_fw_pct", "syn_bw_pct", "syn_seconds", "syn_cpu_seconds"):
         pairs[column] = pairs[column].astype(float)
@@ -206,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="SyN settings (brainlossnet.jacobian_reference.SYN_PRESETS): 'full' is "
                              "antsRegistrationSyN.sh's SyN stage, hours per pair on one thread; 'quick' "
                              "skips the 1 mm level (default quick)")
+    parser.add_argument("--syn-subjects", nargs="+", default=None, metavar="PATTERN",
+                        help="run SyN only on these participant labels (shell patterns, e.g. "
+                             "'atrophy*' rescan1); on few cores SyN's hours per dataset set the budget")
     parser.add_argument("--syn-radius", type=int, default=None, help="override the preset's CC radius (voxels)")
     parser.add_argument("--syn-iterations", type=int, nargs="+", default=None,
                         help="override the preset's iterations per level, coarsest first")
