@@ -1,9 +1,11 @@
 """What a run tells its user while and after it works: progress, a log file, a summary.
 
-* Progress is counted in pairs: each pair's stages run one after the other in a worker
-  process, and the parent learns of a pair when it finishes (stage times then come with
-  its result). On a terminal a tqdm bar is drawn on stderr; otherwise (a batch job, a
-  pipe) every finished pair is one log line.
+* Progress is counted in pairs and in stages: each pair's stages run one after the other
+  in a worker process, which tells the parent as each stage starts and finishes
+  (:mod:`brainlossnet.workflows.stage_events`). On a terminal two tqdm bars are drawn on
+  stderr, pairs and stages (beside it, the stage each running pair is in); otherwise (a
+  batch job, a pipe) every stage started or finished and every finished pair is one log
+  line. The log file receives those lines in both cases.
 * Every run writes a log file ``output_dir/logs/<level>_<UTC time>_<pid>.log`` with the
   messages of the ``brainlossnet`` logger (the pid keeps concurrent array jobs apart).
 * At the end, a one-screen summary: pairs ok, failed, with warnings, participants
@@ -25,6 +27,9 @@ from typing import IO, Any
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
+
+from brainlossnet.workflows.pair import STAGES
+from brainlossnet.workflows.stage_events import CACHED, DONE, FAILED, STARTED, StageEvent
 
 LOGGER = logging.getLogger("brainlossnet")
 LOG_DIR = "logs"
@@ -77,8 +82,26 @@ def stop_run_log() -> None:
             pass
 
 
+def _to_log_files(message: str) -> None:
+    """Write one INFO line into this run's log files only (on a terminal a bar shows it)."""
+    record = LOGGER.makeRecord(LOGGER.name, logging.INFO, __file__, 0, message, None, None)
+    for handler in _log_handlers:
+        handler.handle(record)
+
+
 class PairProgress:
-    """Progress over pairs: a bar on a terminal, one log line per finished pair otherwise.
+    """Progress over pairs and their stages: bars on a terminal, log lines otherwise.
+
+    On a terminal, one bar counts finished pairs (beside it the last one and its BVL),
+    a second counts the stages finished of all pairs (beside it each running pair and
+    its stage); the lines that would be logged go to the run's log files only. Otherwise
+    each stage started or finished and each finished pair is an INFO line of the
+    ``brainlossnet`` logger::
+
+        sub-01 1->2: register started (4/7 stages done)
+        sub-01 1->2: register done in 18.2 s (5/7 stages done)
+        sub-01 1->2: crop reused from the work dir (2/7 stages done)
+        [1/40, 1 min 20 s] sub-01 1->2: ok, BVL -0.412 %, 76 s
 
     Parameters
     ----------
@@ -98,29 +121,64 @@ class PairProgress:
         stream = stream if stream is not None else sys.stderr
         use_bar = bar if bar is not None else bool(getattr(stream, "isatty", lambda: False)())
         self._stack = contextlib.ExitStack()
-        self._bar = None
+        self._bars: tuple[tqdm, tqdm] | None = None
+        self._stages_finished: dict[Any, int] = {}
+        self._running: dict[Any, str] = {}
         if use_bar:
             self._stack.enter_context(logging_redirect_tqdm(loggers=[logging.getLogger()]))
-            self._bar = self._stack.enter_context(
-                tqdm(total=total, unit="pair", file=stream, dynamic_ncols=True, desc="pairs"))
+            self._bars = (
+                self._stack.enter_context(tqdm(total=total, unit="pair", file=stream, dynamic_ncols=True,
+                                               desc="pairs", position=0)),
+                self._stack.enter_context(tqdm(total=total * len(STAGES), unit="stage", file=stream,
+                                               dynamic_ncols=True, desc="stages", position=1)),
+            )
+
+    def stage(self, event: StageEvent) -> None:
+        """Show one stage of a pair (a ``StageEvent``) starting, finishing, reused or failing."""
+        name = _pair_name(event.pair)
+        count = f"({event.finished}/{event.total} stages done)"
+        self._say(f"{name}: " + {
+            STARTED: f"{event.stage} started {count}",
+            DONE: f"{event.stage} done in {_format(event.seconds, '.1f')} s {count}",
+            CACHED: f"{event.stage} reused from the work dir {count}",
+            FAILED: f"{event.stage} failed",
+        }[event.status])
+        self._stages_finished[event.pair] = event.finished
+        if self._bars is None:
+            return
+        stage_bar = self._bars[1]
+        if event.status == STARTED:
+            self._running[event.pair] = f"{name}: {event.stage} {event.finished + 1}/{event.total}"
+        elif event.status in (DONE, CACHED):
+            stage_bar.update(1)
+        stage_bar.set_postfix_str("; ".join(self._running.values())[:80], refresh=True)
 
     def update(self, result: Any) -> None:
         """Count one finished pair (a ``PairResult``) and show its outcome."""
         self.done += 1
-        pair = result.pair
-        name = f"sub-{pair.subject} {pair.session_bl}->{pair.session_fu}"
+        name = _pair_name(result.pair)
         if result.status == "ok":
             outcome = f"ok, BVL {_format(result.metrics.get('bvl'), '.3f')} %"
             seconds = sum(float(v) for v in (result.metrics.get("stage_seconds") or {}).values())
             outcome += f", {seconds:.0f} s"
         else:
             outcome = f"{result.status}: {result.message}"
-        if self._bar is not None:
-            self._bar.set_postfix_str(f"{name}: {outcome}"[:60], refresh=False)
-            self._bar.update(1)
+        self._say(f"[{self.done}/{self.total}, {_duration(time.monotonic() - self.started)}] {name}: {outcome}")
+        if self._bars is None:
+            return
+        pair_bar, stage_bar = self._bars
+        self._running.pop(result.pair, None)
+        stage_bar.total -= len(STAGES) - self._stages_finished.pop(result.pair, 0)  # stages a failed pair never ran
+        stage_bar.set_postfix_str("; ".join(self._running.values())[:80], refresh=True)
+        pair_bar.set_postfix_str(f"{name}: {outcome}"[:60], refresh=False)
+        pair_bar.update(1)
+
+    def _say(self, line: str) -> None:
+        """Log a line: into the log files only when bars show it, else also on the console."""
+        if self._bars is None:
+            LOGGER.info("%s", line)
         else:
-            elapsed = time.monotonic() - self.started
-            LOGGER.info("[%d/%d, %s] %s: %s", self.done, self.total, _duration(elapsed), name, outcome)
+            _to_log_files(line)
 
     def close(self) -> None:
         self._stack.close()
@@ -148,6 +206,11 @@ def _duration(seconds: float) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def _pair_name(pair: Any) -> str:
+    """``sub-01 1->2`` for a ``PairSpec``."""
+    return f"sub-{pair.subject} {pair.session_bl}->{pair.session_fu}"
 
 
 def _name(record: Mapping[str, Any]) -> str:

@@ -162,7 +162,7 @@ def run_participant(opts: argparse.Namespace) -> int:
             results = run_pairs(to_run, work_dir=opts.work_dir, options=options, plugin=opts.plugin,
                                 nprocs=opts.nprocs, plugin_args=opts.plugin_args, gpus=opts.gpus,
                                 max_gpu_tasks_per_device=opts.max_gpu_tasks_per_device,
-                                on_result=progress.update, **extra) if to_run else []
+                                on_result=progress.update, on_stage=progress.stage, **extra) if to_run else []
     except Exception as err:  # the workflow engine itself failed: every pair failed
         LOGGER.exception("the workflow did not run")
         results = [PairResult(pair=spec, status="failed", message=f"workflow error: {_one_line(err)}",

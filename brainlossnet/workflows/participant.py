@@ -2,7 +2,9 @@
 
 Each pair's workflow runs in its own worker process (``nprocs`` at a time) against the
 shared cache, so a failed pair cannot stop the others: it becomes a failed result with
-one line naming the stage and the problem. (Pydra 0.25 can split one workflow over all
+one line naming the stage and the problem. The worker process tells the parent of each
+stage it starts and finishes (:mod:`brainlossnet.workflows.stage_events`) through a queue
+that the pool hands to it when it starts. (Pydra 0.25 can split one workflow over all
 pairs, but a failed node inside such a split leaves its submitter looping forever in
 ``DiGraph.remove_successors_nodes``; per-pair submission avoids that.)
 """
@@ -13,7 +15,9 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import multiprocessing
+import multiprocessing.queues
 import os
 import threading
 import time
@@ -30,6 +34,7 @@ from brainlossnet.interfaces.nifti import load_json
 from brainlossnet.registration import REFINE_STEPS
 from brainlossnet.workflows.device_slots import assign_slots, device_slots
 from brainlossnet.workflows.pair import STAGE_NODES, init_pair_wf
+from brainlossnet.workflows.stage_events import NodeEvent, NodeReport, StageEvent, StageTracker, reporting_worker
 
 os.environ.setdefault("NO_ET", "1")
 
@@ -94,10 +99,31 @@ def _kept_working_directory() -> Iterator[None]:
         os.chdir(cwd)
 
 
-def _submit(wf: pydra.Workflow, work_dir: Path, plugin: str, plugin_args: dict | None) -> None:
+def _submit(wf: pydra.Workflow, work_dir: Path, plugin: str, plugin_args: dict | None, report: NodeReport) -> None:
     wf.cache_dir = work_dir
-    with _kept_working_directory(), pydra.Submitter(plugin=plugin, **dict(plugin_args or {})) as submitter:
+    with _kept_working_directory(), pydra.Submitter(
+            plugin=reporting_worker(plugin), report=report, **dict(plugin_args or {})) as submitter:
         submitter(wf)
+
+
+_node_events: multiprocessing.queues.SimpleQueue | None = None
+"""In a worker process of :func:`run_pairs`: where :func:`run_one_pair` sends its node events."""
+
+
+def _send_node_events_to(queue: multiprocessing.queues.SimpleQueue) -> None:
+    """Initialise a worker process of :func:`run_pairs` (the queue is passed on at its start)."""
+    global _node_events
+    _node_events = queue
+
+
+def _report_node(pair: PairSpec, node: str, status: str, seconds: float | None) -> None:
+    """Send one node event of ``pair`` to the parent; nowhere outside a :func:`run_pairs` worker.
+
+    A ``SimpleQueue`` writes to its pipe before ``put`` returns, so every event of a pair
+    is in the pipe before the pair's result is sent.
+    """
+    if _node_events is not None:
+        _node_events.put(NodeEvent(pair, node, status, seconds))
 
 
 def _pair_result(pair: PairSpec, outputs: Any, options: PipelineOptions) -> PairResult:
@@ -143,7 +169,7 @@ def run_one_pair(
     """Run one pair's workflow in this process; any failure becomes a failed result."""
     try:
         wf = init_single_pair_wf(pair, options=options)
-        _submit(wf, Path(work_dir).resolve(), plugin, plugin_args)
+        _submit(wf, Path(work_dir).resolve(), plugin, plugin_args, functools.partial(_report_node, pair))
         return _pair_result(pair, wf.result(return_inputs=False).output, options)
     except Exception as error:  # every failure of a pair is reported, never raised
         return PairResult(pair=pair, status="failed", message=failure_message(error),
@@ -155,6 +181,8 @@ ABANDONED_LOCK_AGE_S = 2.0
 gives an unreadable lock file the same 2 s before breaking it)."""
 LOCK_SWEEP_PERIOD_S = 5.0
 """How often :func:`run_pairs` looks for abandoned locks while pairs run."""
+STAGE_EVENT_POLL_S = 0.25
+"""How often :func:`run_pairs` passes on the stage events of the running pairs."""
 
 
 def clear_abandoned_locks(location: Path | None = None, *, age_s: float = ABANDONED_LOCK_AGE_S) -> list[Path]:
@@ -227,6 +255,7 @@ def run_pairs(
     gpus: Sequence[int] | None = None,
     max_gpu_tasks_per_device: int = 1,
     on_result: Callable[[PairResult], None] | None = None,
+    on_stage: Callable[[StageEvent], None] | None = None,
     stop_on_first_crash: bool = False,
 ) -> list[PairResult]:
     """Run the pipeline on all pairs; ``work_dir`` is the Pydra cache (reruns reuse it).
@@ -241,7 +270,9 @@ def run_pairs(
     ``status == "failed"`` and a one-line ``message``, and never stops the others, unless
     ``stop_on_first_crash``: then no pair starts after the first failure, and the pairs
     that never started are left out of the results. ``on_result`` (e.g. a progress bar)
-    is called in this process with each result as its pair finishes.
+    is called in this process with each result as its pair finishes, and ``on_stage`` with
+    each stage of a pair that starts, finishes, is reused from the work dir or fails (within
+    a quarter of a second; all of a pair's before its result).
     """
     if not pairs:
         return []
@@ -253,8 +284,11 @@ def run_pairs(
     results: list[PairResult | None] = [None] * len(pairs)
     stopped = False
     context = multiprocessing.get_context("spawn")
-    with _abandoned_locks_swept(work_dir), \
-            concurrent.futures.ProcessPoolExecutor(max_workers=len(slots), mp_context=context) as pool:
+    node_events = context.SimpleQueue()
+    stages = StageTracker(on_stage or (lambda event: None))
+    with _abandoned_locks_swept(work_dir), concurrent.futures.ProcessPoolExecutor(
+            max_workers=len(slots), mp_context=context,
+            initializer=_send_node_events_to, initargs=(node_events,)) as pool:
         running: dict[concurrent.futures.Future, tuple[int, int]] = {}
 
         def start_next(slot: int) -> None:
@@ -267,10 +301,14 @@ def run_pairs(
         for slot in range(len(slots)):
             start_next(slot)
         while running:
-            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            done, _ = concurrent.futures.wait(running, timeout=STAGE_EVENT_POLL_S,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            while not node_events.empty():
+                stages.node_event(node_events.get())
             for future in done:
                 slot, index = running.pop(future)
                 results[index] = future.result()
+                stages.pair_finished(pairs[index], results[index].status == "ok")
                 if on_result is not None:
                     on_result(results[index])
                 stopped = stopped or (stop_on_first_crash and results[index].status == "failed")

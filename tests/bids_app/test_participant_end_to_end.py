@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -9,11 +10,17 @@ import numpy as np
 import pandas as pd
 
 from brainlossnet.bids_app.run import main
+from brainlossnet.workflows.pair import STAGES
 
 
 def task_results(work_dir: Path) -> dict[Path, float]:
     """Every cached task result in the work dir, with its modification time."""
     return {path: path.stat().st_mtime for path in work_dir.glob("FunctionTask_*/_result.pklz")}
+
+
+def run_logs(output_dir: Path) -> str:
+    """The log files of every participant run into output_dir, together."""
+    return "".join(path.read_text() for path in sorted((output_dir / "logs").glob("participant_*.log")))
 
 
 def test_participant_level_writes_every_number_for_each_pair(tiny_run):
@@ -42,6 +49,9 @@ def test_participant_level_writes_every_number_for_each_pair(tiny_run):
     assert set(record["stage_seconds"]) == {"reslice", "crop", "rigid_halfway", "segment", "register",
                                             "volumes", "correct"}
     assert not list(tiny_run.output_dir.rglob(".*tmp*"))
+    log = run_logs(tiny_run.output_dir)
+    for stage in STAGES:
+        assert re.search(rf"sub-01 01->02: {stage} done in \d+\.\d s \(\d/7 stages done\)", log), stage
 
 
 def test_rerun_recomputes_nothing_and_a_changed_scan_recomputes_only_its_pair(tiny_run):
@@ -49,6 +59,7 @@ def test_rerun_recomputes_nothing_and_a_changed_scan_recomputes_only_its_pair(ti
     table_before = (tiny_run.output_dir / "group_bvl.tsv").read_text()
     assert main(tiny_run.app_args()) == 0
     assert task_results(tiny_run.work_dir) == before
+    assert all(f"sub-01 01->02: {stage} reused from the work dir" in run_logs(tiny_run.output_dir) for stage in STAGES)
     assert (tiny_run.output_dir / "group_bvl.tsv").read_text() == table_before
 
     changed = next(tiny_run.bids_dir.glob("sub-02/ses-02/anat/*_T1w.nii.gz"))

@@ -6,10 +6,15 @@ from pathlib import Path
 
 from brainlossnet.bids_app import progress
 from brainlossnet.workflows.participant import PairResult, PairSpec
+from brainlossnet.workflows.stage_events import CACHED, DONE, FAILED, STARTED, StageEvent
+
+
+def _spec(subject):
+    return PairSpec(subject, "1", "2", Path("bl.nii.gz"), Path("fu.nii.gz"))
 
 
 def _result(subject, status="ok", bvl=-0.4, seconds=(10.0, 20.0)):
-    spec = PairSpec(subject, "1", "2", Path("bl.nii.gz"), Path("fu.nii.gz"))
+    spec = _spec(subject)
     metrics = {"bvl": bvl, "stage_seconds": {"register": seconds[0], "segment": seconds[1]}} if status == "ok" else {}
     return PairResult(pair=spec, status=status, message="" if status == "ok" else "crop: no head", metrics=metrics)
 
@@ -31,6 +36,44 @@ def test_a_bar_when_asked(caplog):
         bar.update(_result("01"))
     assert "1/3" in stream.getvalue() and "pair" in stream.getvalue()
     assert not caplog.records
+
+
+def test_stage_lines_when_not_a_terminal(caplog):
+    events = [StageEvent(_spec("01"), "register", STARTED, None, 4),
+              StageEvent(_spec("01"), "register", DONE, 18.23, 5),
+              StageEvent(_spec("02"), "crop", CACHED, None, 2),
+              StageEvent(_spec("02"), "rigid_halfway", FAILED, None, 2)]
+    with caplog.at_level(logging.INFO, logger="brainlossnet"), progress.PairProgress(2, stream=io.StringIO()) as bar:
+        for event in events:
+            bar.stage(event)
+    assert [r.getMessage() for r in caplog.records] == [
+        "sub-01 1->2: register started (4/7 stages done)",
+        "sub-01 1->2: register done in 18.2 s (5/7 stages done)",
+        "sub-02 1->2: crop reused from the work dir (2/7 stages done)",
+        "sub-02 1->2: rigid_halfway failed",
+    ]
+
+
+def test_on_a_terminal_the_stage_bar_shows_running_stages_and_the_log_file_the_lines(caplog, tmp_path):
+    stream = io.StringIO()
+    log = progress.start_run_log(tmp_path, "participant")
+    try:
+        with caplog.at_level(logging.INFO, logger="brainlossnet"), \
+                progress.PairProgress(2, stream=stream, bar=True) as bar:
+            bar.stage(StageEvent(_spec("01"), "register", STARTED, None, 4))
+            assert "stages" in stream.getvalue() and "0/14" in stream.getvalue()
+            assert "sub-01 1->2: register 5/7" in stream.getvalue()
+            bar.stage(StageEvent(_spec("01"), "register", DONE, 18.2, 5))
+            assert "1/14" in stream.getvalue()
+            bar.update(_result("02", status="failed"))  # its 7 stages will never run
+            assert "1/7" in stream.getvalue()
+    finally:
+        progress.stop_run_log()
+    assert not caplog.records  # the bars show it all on the terminal
+    text = log.read_text()
+    assert "sub-01 1->2: register started (4/7 stages done)" in text
+    assert "sub-01 1->2: register done in 18.2 s (5/7 stages done)" in text
+    assert "sub-02 1->2: failed: crop: no head" in text
 
 
 def test_run_log_file_receives_the_messages_of_the_run(tmp_path):
