@@ -2,7 +2,7 @@
 
 * Progress is counted in pairs and in stages: each pair's stages run one after the other
   in a worker process, which tells the parent as each stage starts and finishes
-  (:mod:`brainlossnet.workflows.stage_events`). On a terminal two tqdm bars are drawn on
+  (:mod:`brainlossnet.workflows.stages`). On a terminal two tqdm bars are drawn on
   stderr, pairs and stages (beside it, the stage each running pair is in); otherwise (a
   batch job, a pipe) every stage started or finished and every finished pair is one log
   line. The log file receives those lines in both cases.
@@ -28,8 +28,7 @@ from typing import IO, Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from brainlossnet.workflows.pair import STAGES
-from brainlossnet.workflows.stage_events import CACHED, DONE, FAILED, STARTED, StageEvent
+from brainlossnet.workflows.stages import CACHED, DONE, FAILED, STAGES, STARTED, StageEvent
 
 LOGGER = logging.getLogger("brainlossnet")
 LOG_DIR = "logs"

@@ -12,20 +12,7 @@ from brainlossnet.interfaces.register import register_task
 from brainlossnet.registration import REFINE_STEPS
 from brainlossnet.interfaces.segment import segment_task
 from brainlossnet.interfaces.volumes import correct_task, measure_volumes_task
-
-STAGES: tuple[str, ...] = ("reslice", "crop", "rigid_halfway", "segment", "register", "volumes", "correct")
-"""Stage names, in order, as reported in the per-stage timings."""
-
-STAGE_NODES: dict[str, tuple[str, ...]] = {
-    "reslice": ("reslice_bl", "reslice_fu"),
-    "crop": ("crop_bl", "crop_fu"),
-    "rigid_halfway": ("rigid_halfway",),
-    "segment": ("segment_bl", "segment_fu"),
-    "register": ("register",),
-    "volumes": ("volumes",),
-    "correct": ("correct",),
-}
-"""The workflow nodes that make up each stage (BL and FU, or one for the pair)."""
+from brainlossnet.workflows.stages import STAGE_NODES
 
 
 def init_pair_wf(

@@ -3,7 +3,7 @@
 Each pair's workflow runs in its own worker process (``nprocs`` at a time) against the
 shared cache, so a failed pair cannot stop the others: it becomes a failed result with
 one line naming the stage and the problem. The worker process tells the parent of each
-stage it starts and finishes (:mod:`brainlossnet.workflows.stage_events`) through a queue
+stage it starts and finishes (:mod:`brainlossnet.workflows.reporting_worker`) through a queue
 that the pool hands to it when it starts. (Pydra 0.25 can split one workflow over all
 pairs, but a failed node inside such a split leaves its submitter looping forever in
 ``DiGraph.remove_successors_nodes``; per-pair submission avoids that.)
@@ -33,8 +33,9 @@ from brainlossnet.geometry import CROP_SHAPE
 from brainlossnet.interfaces.nifti import load_json
 from brainlossnet.registration import REFINE_STEPS
 from brainlossnet.workflows.device_slots import assign_slots, device_slots
-from brainlossnet.workflows.pair import STAGE_NODES, init_pair_wf
-from brainlossnet.workflows.stage_events import NodeEvent, NodeReport, StageEvent, StageTracker, reporting_worker
+from brainlossnet.workflows.pair import init_pair_wf
+from brainlossnet.workflows.reporting_worker import NodeReport, reporting_worker
+from brainlossnet.workflows.stages import STAGE_NODES, NodeEvent, StageEvent, StageTracker
 
 os.environ.setdefault("NO_ET", "1")
 

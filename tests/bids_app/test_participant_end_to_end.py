@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from brainlossnet.bids_app.run import main
-from brainlossnet.workflows.pair import STAGES
+from brainlossnet.workflows.stages import STAGES
 
 
 def task_results(work_dir: Path) -> dict[Path, float]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from brainlossnet.bids_app import progress
 from brainlossnet.workflows.participant import PairResult, PairSpec
-from brainlossnet.workflows.stage_events import CACHED, DONE, FAILED, STARTED, StageEvent
+from brainlossnet.workflows.stages import CACHED, DONE, FAILED, STARTED, StageEvent
 
 
 def _spec(subject):

@@ -118,7 +118,7 @@ class StandInRunPairs:
         self.calls: list[dict] = []
 
     def __call__(self, pairs, *, work_dir, options, plugin="cf", nprocs=1, plugin_args=None, on_result=None,
-                 gpus=None, max_gpu_tasks_per_device=1, stop_on_first_crash=False):
+                 on_stage=None, gpus=None, max_gpu_tasks_per_device=1, stop_on_first_crash=False):
         self.calls.append(dict(pairs=list(pairs), work_dir=work_dir, options=options,
                                plugin=plugin, nprocs=nprocs, plugin_args=plugin_args, gpus=gpus,
                                stop_on_first_crash=stop_on_first_crash))

@@ -4,8 +4,9 @@ from pathlib import Path
 
 from pydra.engine.specs import LazyField
 
-from brainlossnet.workflows.pair import STAGE_NODES, STAGES, init_pair_wf
+from brainlossnet.workflows.pair import init_pair_wf
 from brainlossnet.workflows.participant import PairSpec, PipelineOptions, init_single_pair_wf
+from brainlossnet.workflows.stages import STAGE_NODES, STAGES
 
 
 def test_pair_workflow_has_every_stage_wired_file_to_file():

@@ -1,13 +1,13 @@
-"""Stage events: what the Pydra worker reports of each node, and the stages made of them."""
+"""Stage events: what the reporting Pydra worker tells of each node, and the stages made of them."""
 
 from pathlib import Path
 
 import pydra
 import pytest
 
-from brainlossnet.workflows.pair import STAGES
-from brainlossnet.workflows.stage_events import (
-    CACHED, DONE, FAILED, STARTED, NodeEvent, StageEvent, StageTracker, reporting_worker,
+from brainlossnet.workflows.reporting_worker import reporting_worker
+from brainlossnet.workflows.stages import (
+    CACHED, DONE, FAILED, STAGES, STARTED, NodeEvent, StageEvent, StageTracker,
 )
 
 

@@ -1,39 +1,38 @@
-"""Which stage each pair is in: node events from the Pydra worker, turned into stage events.
+"""The stages of a pair, and the events that tell which stage each running pair is in.
 
-A pair's stages run one after the other inside one worker process, and the parent of
-that process would otherwise hear of the pair only when it is finished. To tell the user
-more, the *Pydra worker* that runs the pair's nodes is wrapped (:func:`reporting_worker`),
-not the nodes: it reports each node it starts, finishes, or finds finished in the cache,
-and leaves the tasks, their inputs and so their content hashes as they are (a rerun with
-the same work dir still recomputes nothing). :class:`StageTracker`, in the parent, turns
-these node events into one event per stage (:data:`~brainlossnet.workflows.pair.STAGES`)
-with a count of the pair's stages finished.
-
-A node counts as cached when its result is already in the work dir as it is handed to
-the Pydra worker (one small pickle read). A node that another pair is computing at that
-moment is waited for and then reported as done, with the time of the run that made it.
+The pair workflow (:mod:`brainlossnet.workflows.pair`) is made of nodes, grouped into the
+stages of the method. While pairs run, the Pydra worker of each pair reports its nodes
+(:mod:`brainlossnet.workflows.reporting_worker`) as :class:`NodeEvent`; in the parent
+process :class:`StageTracker` turns them into one :class:`StageEvent` per stage, with a
+count of the pair's stages finished, for a progress display. Plain data, no Pydra: the
+command line imports this without the pipeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
 
-from pydra.engine.core import TaskBase
-from pydra.engine.workers import WORKERS, Worker
+STAGES: tuple[str, ...] = ("reslice", "crop", "rigid_halfway", "segment", "register", "volumes", "correct")
+"""Stage names, in order, as reported in the per-stage timings and the progress."""
 
-from brainlossnet.workflows.pair import STAGE_NODES, STAGES
-
-STARTED, DONE, CACHED, FAILED = "started", "done", "cached", "failed"
-"""What happened to a node or stage: it started; it finished (computed in this run); it
-was reused from the work dir without running; it raised."""
+STAGE_NODES: dict[str, tuple[str, ...]] = {
+    "reslice": ("reslice_bl", "reslice_fu"),
+    "crop": ("crop_bl", "crop_fu"),
+    "rigid_halfway": ("rigid_halfway",),
+    "segment": ("segment_bl", "segment_fu"),
+    "register": ("register",),
+    "volumes": ("volumes",),
+    "correct": ("correct",),
+}
+"""The workflow nodes that make up each stage (BL and FU, or one for the pair)."""
 
 NODE_STAGE: dict[str, str] = {node: stage for stage, nodes in STAGE_NODES.items() for node in nodes}
 """The stage of each node of the pair workflow."""
 
-NodeReport = Callable[[str, str, "float | None"], None]
-"""``report(node, status, seconds)``: how a :func:`reporting_worker` tells of a node."""
+STARTED, DONE, CACHED, FAILED = "started", "done", "cached", "failed"
+"""What happened to a node or stage: it started; it finished (computed in this run); it
+was reused from the work dir without running; it raised."""
 
 
 @dataclass(frozen=True)
@@ -59,13 +58,13 @@ class StageEvent:
     pair : hashable
         The pair (a :class:`~brainlossnet.workflows.participant.PairSpec`).
     stage : str
-        One of :data:`~brainlossnet.workflows.pair.STAGES`.
+        One of :data:`STAGES`.
     status : str
         :data:`STARTED`, :data:`DONE` (computed, at least in part, in this run),
         :data:`CACHED` (every node reused) or :data:`FAILED`.
     seconds : float or None
         For :data:`DONE`, the run time of the stage's nodes computed in this run (BL and
-        FU summed), the time the ``stage_seconds`` of the pair's JSON record; else None.
+        FU summed; with none reused, the pair's ``stage_seconds`` of that stage); else None.
     finished : int
         Stages of this pair done or cached so far, this one included.
     total : int
@@ -78,75 +77,6 @@ class StageEvent:
     seconds: float | None
     finished: int
     total: int = len(STAGES)
-
-
-class _ReportingWorker:
-    """Mixin over a Pydra worker class: report each node handed to ``run_el``."""
-
-    def __init__(self, *, report: NodeReport, **kwargs: Any) -> None:
-        self._report = report
-        super().__init__(**kwargs)
-
-    def run_el(self, runnable: Any, **kwargs: Any) -> Awaitable[Any]:
-        running = super().run_el(runnable, **kwargs)
-        if isinstance(runnable, TaskBase) and runnable.name in NODE_STAGE:
-            return self._reported(runnable, running)
-        return running
-
-    async def _reported(self, task: TaskBase, running: Awaitable[Any]) -> Any:
-        cached = _finished_result(task)
-        if cached is not None:
-            self._report(task.name, CACHED, _elapsed(cached))
-            return await running
-        self._report(task.name, STARTED, None)
-        try:
-            outcome = await running
-        except BaseException:
-            self._report(task.name, FAILED, None)
-            raise
-        result = _finished_result(task)
-        self._report(task.name, DONE if result is not None else FAILED,
-                     _elapsed(result) if result is not None else None)
-        return outcome
-
-
-def reporting_worker(plugin: str) -> type[Worker]:
-    """The Pydra worker class of ``plugin``, reporting every node of a pair workflow it runs.
-
-    Parameters
-    ----------
-    plugin : str
-        A Pydra plugin name (``serial``, ``slurm``, ...).
-
-    Returns
-    -------
-    type
-        A subclass of that worker to give to ``pydra.Submitter(plugin=...)``; the
-        submitter's keyword ``report`` (a :data:`NodeReport`) is called as each node of
-        :data:`NODE_STAGE` starts (after its inputs are known), and as it is done, failed
-        or found cached.
-    """
-    base = WORKERS[plugin]
-    return type(f"Reporting{base.__name__}", (_ReportingWorker, base), {})
-
-
-def _finished_result(task: TaskBase) -> Any:
-    """The task's successful result in the cache, or None (also when it cannot be looked up).
-
-    Looking up hashes the task's inputs, as Pydra does right after; a lookup that fails
-    (an unreadable input) must not change how the node itself fails, so it counts as
-    "not finished".
-    """
-    try:
-        result = task.result()
-    except Exception:
-        return None
-    return result if result is not None and not result.errored else None
-
-
-def _elapsed(result: Any) -> float | None:
-    seconds = getattr(result.output, "elapsed_s", None)
-    return float(seconds) if isinstance(seconds, (int, float)) else None
 
 
 @dataclass
