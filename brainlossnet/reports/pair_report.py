@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from brainlossnet.acquisition import ACQUISITION_KEYS
 from brainlossnet.geometry import voxel_sizes_mm
 from brainlossnet.interfaces.nifti import load_image
 from brainlossnet.reports import markup
 from brainlossnet.reports.figures import DeformationSummary, PairImages, pair_figures
-from brainlossnet.reports.flags import SCANNER_KEYS, pair_warnings
+from brainlossnet.reports.flags import pair_warnings
 
 IMAGE_KEYS = ("bl_halfway", "fu_halfway", "bl_parenchyma", "fu_parenchyma",
               "bl_intracranial", "fu_intracranial", "field_fw")
@@ -125,7 +126,7 @@ def _provenance(record: Mapping[str, Any], metadata_bl: Mapping[str, Any] | None
     text = markup.table(["provenance", ""], rows, text_columns=2)
     if metadata_bl is not None and metadata_fu is not None:
         scanner_rows = [[key, str(metadata_bl.get(key, "n/a")), str(metadata_fu.get(key, "n/a"))]
-                        for key in SCANNER_KEYS]
+                        for key in ACQUISITION_KEYS]
         text += markup.table(["sidecar", "BL", "FU"], scanner_rows, text_columns=3)
     return text
 

@@ -20,7 +20,7 @@ def test_report_holds_numbers_correction_times_versions_and_figures(record, pair
     assert "testprofile 9.9" in text and "made for a test" in text and "{&quot;n&quot;: 12}" in text
     assert "registration_unet sha256:abcdef" in text and "brainlossnet 0.0.test" in text
     assert "rigid_halfway" in text and "43.8" in text  # stage total 43.76 s
-    assert "different scanner or sequence" in text and "Manufacturer: &#x27;Siemens&#x27; != &#x27;GE&#x27;" in text
+    assert "different scanner or sequence" in text and "Manufacturer: Siemens vs GE" in text
     assert "366 days" in text
     pngs = _embedded_pngs(text)
     assert len(pngs) == 4
