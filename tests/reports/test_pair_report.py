@@ -29,6 +29,14 @@ def test_report_holds_numbers_correction_times_versions_and_figures(record, pair
     assert not re.search(r'(src|href)="(?!data:)', text)  # self-contained: nothing to fetch
 
 
+def test_skull_stripped_pair_report_shows_the_bvl_without_correction(record):
+    stripped = dict(record, distortion_correction=False, bvl=record["dbpv"], flags=["skull_stripped_no_distortion_correction"])
+    text = render_pair_report(stripped)
+    assert "No distortion correction" in text
+    assert "BVL = dBPV / m<sub>scale</sub> = -0.557 / 1.000 = <strong>-0.557 %</strong>" in text
+    assert "m<sub>TIV</sub> · dTIV" not in text
+
+
 def test_failed_pair_report_says_why_and_has_no_figures(record):
     failed = {key: record[key] for key in ("participant_id", "session_bl", "session_fu", "source_files",
                                            "acquisition_time", "interval_days", "generated_by")}
