@@ -30,7 +30,8 @@ def test_report_holds_numbers_correction_times_versions_and_figures(record, pair
 
 
 def test_skull_stripped_pair_report_shows_the_bvl_without_correction(record):
-    stripped = dict(record, distortion_correction=False, bvl=record["dbpv"], flags=["skull_stripped_no_distortion_correction"])
+    stripped = dict(record, distortion_correction=False, bvl=record["dbpv"],
+                    flags=["skull_stripped_no_distortion_correction"])
     text = render_pair_report(stripped)
     assert "No distortion correction" in text
     assert "BVL = dBPV / m<sub>scale</sub> = -0.557 / 1.000 = <strong>-0.557 %</strong>" in text
