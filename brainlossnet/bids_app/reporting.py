@@ -183,7 +183,7 @@ def write_group_report(
         metadata = [sidecar_metadata(layout, bids_dir / sources[side])
                     if layout is not None and bids_dir is not None and sources.get(side) else {}
                     for side in ("bl", "fu")]
-        warnings[key] = pair_warnings(record, *metadata) if all(metadata) else pair_warnings(record)
+        warnings[key] = pair_warnings(record, *metadata)  # no sidecars known: nothing compared
         report = pair_report_path(output_dir, key[0].removeprefix("sub-"), key[1], key[2])
         if report.is_file():
             links[key] = report.name

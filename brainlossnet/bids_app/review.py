@@ -5,7 +5,8 @@
   any other failure is a *processing* failure.
 * A computed pair is reviewed: a skull-stripped pair (allowed by ``--allow-skull-stripped``)
   gets its BVL without distortion correction; sessions acquired on different scanners or
-  sequences, per their sidecars, are flagged; the sanity gate
+  sequences, per their sidecars (:func:`brainlossnet.acquisition.acquisition_differences`),
+  are flagged; the sanity gate
   (:func:`brainlossnet.sanity.sanity_problems`) turns an implausible result into status
   ``flagged`` with the reasons.
 * Every failed pair gets a crash report ``output_dir/logs/<pair>_crash.txt`` (stage,
@@ -24,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brainlossnet import __version__
+from brainlossnet.acquisition import acquisition_differences
 from brainlossnet.bids_app.derivatives import atomic_write_text, pair_prefix
-from brainlossnet.bids_app.validation import acquisition_differences
 from brainlossnet.image_checks import InputDataError, looks_skull_stripped
 from brainlossnet.sanity import sanity_problems
 from brainlossnet.volumetry import distortion_corrected

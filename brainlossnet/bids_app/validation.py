@@ -6,9 +6,6 @@ nibabel cannot parse, and the content checks of :mod:`brainlossnet.image_checks`
 (dimensions, voxel geometry, scaling, NaN/Inf, constant images) each give one line
 naming the file and the problem. A pair with a refused image fails with that line
 (a data error, exit status 65); the other pairs run.
-
-Also here: :func:`acquisition_differences`, which compares the scanner and sequence of
-two sessions by their JSON sidecars.
 """
 
 from __future__ import annotations
@@ -16,9 +13,8 @@ from __future__ import annotations
 import concurrent.futures
 import gzip
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -35,17 +31,6 @@ POINTER_MAX_BYTES = 1024
 """Files at most this large are read as text to recognise annex/LFS pointers."""
 
 NIFTI1_HEADER_BYTES = 348
-
-ACQUISITION_KEYS: tuple[str, ...] = (
-    "Manufacturer", "ManufacturersModelName", "MagneticFieldStrength",
-    "RepetitionTime", "InversionTime", "FlipAngle",
-)
-"""Sidecar fields that must agree between the two sessions of a pair: the method is
-validated on same-scanner, same-sequence pairs only."""
-
-RELATIVE_TOLERANCE = 1e-3
-"""Numbers in the sidecars (field strength, TR, TI, flip angle) agree when they differ by
-less than this fraction (rounding in DICOM converters)."""
 
 
 def _pointer_problem(path: Path) -> str | None:
@@ -149,33 +134,3 @@ def validate_files(paths: Iterable[Path], max_workers: int = 1) -> dict[Path, st
         problems = dict(zip(unique, pool.map(file_problem, unique)))
     return {path: f"{path}: {problem}" for path, problem in problems.items() if problem}
 
-
-def _differs(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return abs(a - b) > RELATIVE_TOLERANCE * max(abs(a), abs(b))
-    if isinstance(a, str) and isinstance(b, str):
-        return a.strip().casefold() != b.strip().casefold()
-    return a != b
-
-
-def acquisition_differences(bl: Mapping[str, Any], fu: Mapping[str, Any]) -> list[str]:
-    """Fields of ``ACQUISITION_KEYS`` whose values differ between two sidecars.
-
-    A field missing from either sidecar is not compared (nothing is known).
-
-    Parameters
-    ----------
-    bl, fu : mapping
-        Sidecar metadata of the baseline and follow-up images.
-
-    Returns
-    -------
-    list of str
-        ``"Key: <bl value> vs <fu value>"`` for each differing field, in
-        ``ACQUISITION_KEYS`` order.
-    """
-    return [
-        f"{key}: {bl[key]} vs {fu[key]}"
-        for key in ACQUISITION_KEYS
-        if key in bl and key in fu and _differs(bl[key], fu[key])
-    ]

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from brainlossnet.acquisition import acquisition_differences
 from brainlossnet.sanity import BPV_TIV_RATIO_RANGE as PARENCHYMA_FRACTION_RANGE
 from brainlossnet.sanity import TIV_RANGE_ML
 
@@ -24,13 +25,6 @@ DTIV_LIMIT_PCT = 1.0
 """|dtiv| above this (%): the apparent intracranial volume change (which should be 0) says
 the scans differ by more distortion than a same-scanner pair usually shows."""
 
-SCANNER_KEYS = (
-    "Manufacturer", "ManufacturersModelName", "MagneticFieldStrength",
-    "RepetitionTime", "InversionTime", "FlipAngle",
-)
-"""Sidecar fields that must agree between BL and FU: the method is validated for pairs
-from the same scanner and sequence."""
-
 
 def _number(record: Mapping[str, Any], key: str) -> float:
     value = record.get(key)
@@ -38,28 +32,6 @@ def _number(record: Mapping[str, Any], key: str) -> float:
         return float(value) if value is not None else math.nan
     except (TypeError, ValueError):
         return math.nan
-
-
-def scanner_differences(metadata_bl: Mapping[str, Any], metadata_fu: Mapping[str, Any]) -> list[str]:
-    """The :data:`SCANNER_KEYS` whose values differ between the two sidecars.
-
-    A key missing from both is not a difference; missing from one only is.
-
-    Returns
-    -------
-    list of str
-        ``"Key: BL value != FU value"`` per differing key.
-    """
-    differences = []
-    for key in SCANNER_KEYS:
-        bl, fu = metadata_bl.get(key), metadata_fu.get(key)
-        if bl is None and fu is None:
-            continue
-        if isinstance(bl, (int, float)) and isinstance(fu, (int, float)) and math.isclose(bl, fu, rel_tol=1e-6):
-            continue
-        if bl != fu:
-            differences.append(f"{key}: {bl!r} != {fu!r}")
-    return differences
 
 
 def pair_warnings(
@@ -74,7 +46,9 @@ def pair_warnings(
     record : mapping
         The pair's ``_bvl.json`` record.
     metadata_bl, metadata_fu : mapping, optional
-        BIDS sidecar metadata of the two T1w images (for the scanner check).
+        BIDS sidecar metadata of the two T1w images (for the scanner check, the rule of
+        :func:`brainlossnet.acquisition.acquisition_differences` that also sets the
+        pair's ``acquisition_differs`` flag).
 
     Returns
     -------
@@ -115,7 +89,7 @@ def pair_warnings(
                 warnings.append(f"{session.upper()} parenchyma is {fraction:.2f} of the TIV, "
                                 f"outside {low:.2f}-{high:.2f}: check the masks")
     if metadata_bl is not None and metadata_fu is not None:
-        differences = scanner_differences(metadata_bl, metadata_fu)
+        differences = acquisition_differences(metadata_bl, metadata_fu)
         if differences:
             warnings.append("different scanner or sequence (the method is validated for "
                             "same-scanner pairs): " + "; ".join(differences))

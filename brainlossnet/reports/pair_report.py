@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from brainlossnet.acquisition import ACQUISITION_KEYS
 from brainlossnet.geometry import voxel_sizes_mm
 from brainlossnet.interfaces.nifti import load_image
 from brainlossnet.reports import markup
 from brainlossnet.reports.figures import DeformationSummary, PairImages, pair_figures
-from brainlossnet.reports.flags import SCANNER_KEYS, pair_warnings
+from brainlossnet.reports.flags import pair_warnings
 
 IMAGE_KEYS = ("bl_halfway", "fu_halfway", "bl_parenchyma", "fu_parenchyma",
               "bl_intracranial", "fu_intracranial", "field_fw")
@@ -76,15 +77,30 @@ def _volumes_table(record: Mapping[str, Any]) -> str:
 
 
 def _correction(record: Mapping[str, Any]) -> str:
+    """The formula that made this pair's BVL, with its numbers, and the calibration profile.
+
+    A skull-stripped pair (``distortion_correction`` false, ``--allow-skull-stripped``) has
+    no TIV to correct with, so its BVL is the rescaled dBPV alone: the report says so
+    rather than show a correction that was not applied.
+    """
     profile = record.get("calibration") or {}
     m_tiv, m_scale = profile.get("m_tiv"), profile.get("m_scale")
-    formula = (
-        f"<p>BVL = (dBPV − m<sub>TIV</sub> · dTIV) / m<sub>scale</sub> = "
-        f"({markup.number(record.get('dbpv'), 3)} − {markup.number(m_tiv, 3)} · "
-        f"{markup.number(record.get('dtiv'), 3)}) / {markup.number(m_scale, 3)} = "
-        f"<strong>{markup.number(record.get('bvl'), 3)} %</strong> "
-        "(paper Eqs. 6, 8-10, applied to forward and backward alike).</p>"
-    )
+    if record.get("distortion_correction") is False:
+        formula = (
+            "<p><strong>No distortion correction</strong>: the scans are skull-stripped, so the "
+            "intracranial volume, whose apparent change measures the distortion, cannot be measured. "
+            f"BVL = dBPV / m<sub>scale</sub> = {markup.number(record.get('dbpv'), 3)} / "
+            f"{markup.number(m_scale, 3)} = <strong>{markup.number(record.get('bvl'), 3)} %</strong> "
+            "(forward and backward alike; the dTIV shown above is not used).</p>"
+        )
+    else:
+        formula = (
+            f"<p>BVL = (dBPV − m<sub>TIV</sub> · dTIV) / m<sub>scale</sub> = "
+            f"({markup.number(record.get('dbpv'), 3)} − {markup.number(m_tiv, 3)} · "
+            f"{markup.number(record.get('dtiv'), 3)}) / {markup.number(m_scale, 3)} = "
+            f"<strong>{markup.number(record.get('bvl'), 3)} %</strong> "
+            "(paper Eqs. 6, 8-10, applied to forward and backward alike).</p>"
+        )
     rows = [["profile", f"{profile.get('name', 'n/a')} {profile.get('version', '')}".strip()],
             ["m_TIV", markup.number(m_tiv, 3)], ["m_scale", markup.number(m_scale, 3)],
             ["belongs to model", profile.get("model", "n/a")],
@@ -125,7 +141,7 @@ def _provenance(record: Mapping[str, Any], metadata_bl: Mapping[str, Any] | None
     text = markup.table(["provenance", ""], rows, text_columns=2)
     if metadata_bl is not None and metadata_fu is not None:
         scanner_rows = [[key, str(metadata_bl.get(key, "n/a")), str(metadata_fu.get(key, "n/a"))]
-                        for key in SCANNER_KEYS]
+                        for key in ACQUISITION_KEYS]
         text += markup.table(["sidecar", "BL", "FU"], scanner_rows, text_columns=3)
     return text
 

@@ -21,7 +21,7 @@ import pytest
 import brainlossnet.workflows.participant as participant
 from brainlossnet.bids_app.group import read_table
 from brainlossnet.bids_app.run import main
-from brainlossnet.bids_app.validation import acquisition_differences, file_problem, validate_files
+from brainlossnet.bids_app.validation import file_problem, validate_files
 from tests.bids_app.test_run import StandInRunPairs
 
 
@@ -118,18 +118,6 @@ def test_good_files_pass(tmp_path):
     flipped = np.diag([-1.0, 1.0, -1.2, 1.0])
     assert file_problem(_save(tmp_path / "c.nii", np.ones((8, 8, 8), np.float32) * np.arange(8), flipped)) is None
     assert file_problem(tmp_path / "missing.nii.gz") == "file not found"
-
-
-def test_acquisition_differences():
-    bl = {"Manufacturer": "Siemens", "ManufacturersModelName": "Prisma_fit", "MagneticFieldStrength": 3,
-          "RepetitionTime": 2.3, "InversionTime": 0.9, "FlipAngle": 9, "EchoTime": 0.003}
-    assert acquisition_differences(bl, dict(bl, EchoTime=0.004, RepetitionTime=2.3000001,
-                                            Manufacturer="SIEMENS ")) == []
-    fu = dict(bl, Manufacturer="GE", MagneticFieldStrength=1.5, FlipAngle=8)
-    assert acquisition_differences(bl, fu) == [
-        "Manufacturer: Siemens vs GE", "MagneticFieldStrength: 3 vs 1.5", "FlipAngle: 9 vs 8"]
-    del fu["Manufacturer"]  # unknown on one side: not compared
-    assert acquisition_differences(bl, fu)[0].startswith("MagneticFieldStrength")
 
 
 @pytest.fixture

@@ -34,6 +34,16 @@ def test_different_scanner_is_flagged_but_ok():
     assert "Manufacturer: Siemens vs Philips, MagneticFieldStrength: 3 vs 1.5" in reviewed.message
 
 
+def test_field_recorded_for_one_session_only_is_flagged_but_ok():
+    """Same rule as the reports' scanner warning (tests/reports/test_flags.py)."""
+    without_tr = {key: value for key, value in SIDECAR.items() if key != "RepetitionTime"}
+    reviewed = review.review_result(ok(), sidecars=(SIDECAR, without_tr), crop_shape=CROP)
+    assert reviewed.status == "ok" and reviewed.metrics["flags"] == [review.FLAG_ACQUISITION]
+    assert reviewed.message.endswith(": RepetitionTime: 2.3 vs missing")
+    for both_without in ((without_tr, dict(without_tr)), ({}, {})):
+        assert review.review_result(ok(), sidecars=both_without, crop_shape=CROP).metrics["flags"] == []
+
+
 def test_implausible_pair_is_flagged_with_the_reason():
     reviewed = review.review_result(ok(bvl_fw=-2.0, bvl_bw=0.5), crop_shape=CROP)
     assert reviewed.status == "flagged" and reviewed.metrics["flags"] == [review.FLAG_SANITY]

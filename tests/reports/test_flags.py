@@ -1,6 +1,6 @@
 """Warnings on a pair's result."""
 
-from brainlossnet.reports.flags import pair_warnings, scanner_differences
+from brainlossnet.reports.flags import pair_warnings
 
 CLEAN = {
     "status": "ok", "message": "", "bvl": -0.5, "bvl_fw": -0.45, "bvl_bw": -0.55, "dtiv": 0.2,
@@ -21,7 +21,7 @@ def test_each_check_fires_with_its_reason():
     assert "apparent TIV change -1.70 %" in text
     assert "FU TIV 600 ml outside" in text
     assert "BL parenchyma is 0.27 of the TIV" in text
-    assert "different scanner or sequence" in text and "MagneticFieldStrength: 3 != 1.5" in text
+    assert "different scanner or sequence" in text and "MagneticFieldStrength: 3 vs 1.5" in text
 
 
 def test_status_and_pipeline_flags_come_first():
@@ -31,7 +31,12 @@ def test_status_and_pipeline_flags_come_first():
     assert pair_warnings(flagged)[:3] == ["status flagged: implausible masks", "a", "b"]
 
 
-def test_scanner_differences_tolerate_float_noise_and_absent_keys():
-    assert scanner_differences({"RepetitionTime": 2.3}, {"RepetitionTime": 2.3 + 1e-12}) == []
-    assert scanner_differences({}, {}) == []
-    assert scanner_differences({"Manufacturer": "GE"}, {}) == ["Manufacturer: 'GE' != None"]
+def test_scanner_warning_follows_the_flag_rule_for_absent_fields():
+    """Same rule as the pair's acquisition_differs flag (tests/bids_app/test_review.py):
+    absent from one sidecar warns, absent from both (or no sidecars) does not."""
+    without_tr = {key: value for key, value in SIDECAR.items() if key != "RepetitionTime"}
+    warnings = pair_warnings(CLEAN, SIDECAR, without_tr)
+    assert warnings == ["different scanner or sequence (the method is validated for same-scanner pairs): "
+                        "RepetitionTime: 2.3 vs missing"]
+    assert pair_warnings(CLEAN, without_tr, dict(without_tr)) == []
+    assert pair_warnings(CLEAN, {}, {}) == []

@@ -20,13 +20,22 @@ def test_report_holds_numbers_correction_times_versions_and_figures(record, pair
     assert "testprofile 9.9" in text and "made for a test" in text and "{&quot;n&quot;: 12}" in text
     assert "registration_unet sha256:abcdef" in text and "brainlossnet 0.0.test" in text
     assert "rigid_halfway" in text and "43.8" in text  # stage total 43.76 s
-    assert "different scanner or sequence" in text and "Manufacturer: &#x27;Siemens&#x27; != &#x27;GE&#x27;" in text
+    assert "different scanner or sequence" in text and "Manufacturer: Siemens vs GE" in text
     assert "366 days" in text
     pngs = _embedded_pngs(text)
     assert len(pngs) == 4
     for png in pngs:
         assert decode_png(png).std() > 10
     assert not re.search(r'(src|href)="(?!data:)', text)  # self-contained: nothing to fetch
+
+
+def test_skull_stripped_pair_report_shows_the_bvl_without_correction(record):
+    stripped = dict(record, distortion_correction=False, bvl=record["dbpv"],
+                    flags=["skull_stripped_no_distortion_correction"])
+    text = render_pair_report(stripped)
+    assert "No distortion correction" in text
+    assert "BVL = dBPV / m<sub>scale</sub> = -0.557 / 1.000 = <strong>-0.557 %</strong>" in text
+    assert "m<sub>TIV</sub> · dTIV" not in text
 
 
 def test_failed_pair_report_says_why_and_has_no_figures(record):
