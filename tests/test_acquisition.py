@@ -2,7 +2,12 @@
 
 import pytest
 
-from brainlossnet.acquisition import ACQUISITION_KEYS, acquisition_differences, values_differ
+from brainlossnet.acquisition import (
+    ACQUISITION_KEYS,
+    acquisition_differences,
+    values_differ,
+    voxel_size_differences,
+)
 
 PRISMA = {"Manufacturer": "Siemens", "ManufacturersModelName": "Prisma_fit", "MagneticFieldStrength": 3,
           "RepetitionTime": 2.3, "InversionTime": 0.9, "FlipAngle": 9, "EchoTime": 0.003}
@@ -45,3 +50,14 @@ def test_missing_from_both_is_not_compared_missing_from_one_differs():
 def test_values_differ(bl, fu, differ):
     assert values_differ(bl, fu) is differ
     assert values_differ(fu, bl) is differ
+
+
+def test_same_voxels_on_other_axes_or_with_header_rounding_agree():
+    assert voxel_size_differences((1.0, 1.0, 1.2), (1.2, 1.0, 1.0)) == []
+    assert voxel_size_differences((0.9375, 0.9375, 0.9), (0.93750006, 0.9375, 0.9)) == []
+    assert voxel_size_differences((1.0, 1.0, 1.0), (1.04, 0.97, 1.0)) == []
+
+
+def test_another_resolution_is_one_line_with_both_voxel_sizes():
+    assert voxel_size_differences((1.0, 1.0, 1.0), (1.2, 1.2, 1.2)) == ["voxel size: 1x1x1 vs 1.2x1.2x1.2 mm"]
+    assert voxel_size_differences((1.0, 1.0, 1.0), (1.0, 1.0, 1.1)) != []

@@ -6,6 +6,7 @@
 * A computed pair is reviewed: a skull-stripped pair (allowed by ``--allow-skull-stripped``)
   gets its BVL without distortion correction; sessions acquired on different scanners or
   sequences, per their sidecars (:func:`brainlossnet.acquisition.acquisition_differences`),
+  or with different voxel sizes (:func:`brainlossnet.acquisition.voxel_size_differences`),
   are flagged; the sanity gate
   (:func:`brainlossnet.sanity.sanity_problems`) turns an implausible result into status
   ``flagged`` with the reasons.
@@ -19,13 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brainlossnet import __version__
-from brainlossnet.acquisition import acquisition_differences
+from brainlossnet.acquisition import acquisition_differences, voxel_size_differences
 from brainlossnet.bids_app.derivatives import atomic_write_text, pair_prefix
 from brainlossnet.image_checks import InputDataError, looks_skull_stripped
 from brainlossnet.sanity import sanity_problems
@@ -87,6 +88,7 @@ def review_result(
     result: PairResult,
     *,
     sidecars: tuple[Mapping[str, Any], Mapping[str, Any]] = ({}, {}),
+    voxel_sizes_mm: tuple[Sequence[float], Sequence[float]] | None = None,
     crop_shape: tuple[int, int, int],
 ) -> PairResult:
     """Flag or re-status a computed pair (failed results are returned unchanged).
@@ -97,6 +99,8 @@ def review_result(
         As returned by the workflow, status ``ok``.
     sidecars : (mapping, mapping)
         Sidecar metadata of the BL and FU images.
+    voxel_sizes_mm : (sequence, sequence), optional
+        Voxel edge lengths (mm) of the BL and FU images as stored; not compared when None.
     crop_shape : tuple of int
         The run's crop, for the sanity gate's volume ranges.
 
@@ -118,6 +122,8 @@ def review_result(
         flags.append(FLAG_SKULL_STRIPPED)
         reasons.append(f"skull-stripped ({', '.join(stripped)}): BVL without distortion correction")
     differences = acquisition_differences(*sidecars)
+    if voxel_sizes_mm is not None:
+        differences += voxel_size_differences(*voxel_sizes_mm)
     if differences:
         flags.append(FLAG_ACQUISITION)
         reasons.append("different scanner or sequence (method validated on same-scanner pairs only): "

@@ -44,6 +44,15 @@ def test_field_recorded_for_one_session_only_is_flagged_but_ok():
         assert review.review_result(ok(), sidecars=both_without, crop_shape=CROP).metrics["flags"] == []
 
 
+def test_different_voxel_sizes_raise_the_acquisition_flag_with_both_sizes():
+    reviewed = review.review_result(ok(), sidecars=(SIDECAR, dict(SIDECAR)),
+                                    voxel_sizes_mm=((1.0, 1.0, 1.0), (1.2, 1.2, 1.2)), crop_shape=CROP)
+    assert reviewed.status == "ok" and reviewed.metrics["flags"] == [review.FLAG_ACQUISITION]
+    assert reviewed.message.endswith(": voxel size: 1x1x1 vs 1.2x1.2x1.2 mm")
+    same = review.review_result(ok(), voxel_sizes_mm=((1.0, 1.0, 1.2), (1.2, 1.0, 1.0)), crop_shape=CROP)
+    assert same.metrics["flags"] == []
+
+
 def test_implausible_pair_is_flagged_with_the_reason():
     reviewed = review.review_result(ok(bvl_fw=-2.0, bvl_bw=0.5), crop_shape=CROP)
     assert reviewed.status == "flagged" and reviewed.metrics["flags"] == [review.FLAG_SANITY]
