@@ -19,10 +19,13 @@ MAX_FW_BW_DIFFERENCE_PCT = 1.0
 below 0.19 % and a median of -0.02 %; five times that 95th percentile is no longer
 noise: one of the two registrations went wrong."""
 
-MAX_ABS_DTIV_PCT = 2.0
+MAX_ABS_DTIV_PCT = 3.5
 """Largest |dtiv| (percent). The intracranial volume cannot change between sessions; an
 apparent change of this size means strong distortion (e.g. a gradient or coil change) or
-a failed registration, beyond what the linear correction of Eq. 6 was fitted on."""
+a failed registration, beyond what the linear correction of Eq. 6 was fitted on. The
+distortions that the correction is measured to handle (the ground-truth benchmark: FU
+scaled by up to 1 % per axis, 3 % in volume; an isotropic 0.8 % read as dTIV 2.2 % and
+corrected to BVL +0.07 % on a pair without change) stay inside it; 2 % flagged those."""
 
 TIV_RANGE_ML = (900.0, 2200.0)
 """Plausible total intracranial volume of an adult (ml), in the default 176 x 208 x 208

@@ -16,7 +16,7 @@ def test_plausible_pair_passes():
 
 @pytest.mark.parametrize("change, expected", [
     ({"bvl_fw": -1.5, "bvl_bw": 0.2}, "|bvl_fw - bvl_bw| = 1.7 % > 1 %"),
-    ({"dtiv": -2.5}, "|dtiv| = 2.5 % > 2 %"),
+    ({"dtiv": -3.6}, "|dtiv| = 3.6 % > 3.5 %"),
     ({"tiv_fu_ml": 2500.0, "bpv_fu_ml": 1100.0}, "implausible tiv_fu_ml = 2500 (expected 900 to 2200)"),
     ({"bpv_bl_ml": 500.0}, "implausible bpv_bl_ml = 500"),
     ({"bpv_bl_ml": 1450.0, "bpv_fu_ml": 1445.0}, "parenchyma fraction of the TIV (bl) = 0.967"),
@@ -28,7 +28,7 @@ def test_each_threshold_flags(change, expected):
 
 
 def test_thresholds_just_inside_pass():
-    edge = {**PLAUSIBLE, "bvl_fw": -0.99, "bvl_bw": 0.0, "dtiv": -1.99}
+    edge = {**PLAUSIBLE, "bvl_fw": -0.99, "bvl_bw": 0.0, "dtiv": -3.49}
     assert sanity.sanity_problems(edge) == []
 
 
