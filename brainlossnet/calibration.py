@@ -16,6 +16,10 @@ from typing import Any
 
 DEFAULT_PROFILE = "default"
 
+MODEL_VERSION_PREFIX = "blnet-reg-"
+"""Start of every version of this project's registration model
+(``brainlossnet.registration.MODEL_VERSION``)."""
+
 
 @dataclass(frozen=True)
 class CalibrationProfile:
@@ -84,3 +88,14 @@ def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> CalibrationProfi
         return profile_from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as error:
         raise ValueError(f"{path}: not a valid calibration profile ({error})") from error
+
+
+def fitted_for_another_model(profile: CalibrationProfile, model_version: str) -> bool:
+    """Whether ``profile`` was fitted for a registration model other than ``model_version``.
+
+    A fitted profile records the exact model version (``blnet-reg-<recipe>+<weights hash>``)
+    whose raw changes it was fitted on; its constants do not carry over to other weights
+    (retrained, fine-tuned). Profiles that name no version of ours (``prior``: any model;
+    ``paper``: the paper's closed network, marked so) are not judged here.
+    """
+    return profile.model.startswith(MODEL_VERSION_PREFIX) and profile.model != model_version

@@ -15,6 +15,30 @@ def test_shipped_profiles_include_default_and_the_papers_marked_as_its_network()
     default = calibration.load_profile()
     assert default.name == "default"
     assert calibration.profile_path("default").is_file()
+    prior = calibration.load_profile("prior")
+    assert (prior.m_tiv, prior.m_scale) == (1.0, 1.0)
+
+
+def test_shipped_default_is_a_fit_for_the_shipped_weights():
+    """Retrained weights must come with a refitted default profile."""
+    from brainlossnet.registration import MODEL_VERSION
+
+    default = calibration.load_profile()
+    assert default.model == MODEL_VERSION
+    assert not calibration.fitted_for_another_model(default, MODEL_VERSION)
+    fit = default.fit
+    assert fit["n_pairs"] >= 10
+    assert fit["m_tiv_ci95"][0] <= default.m_tiv <= fit["m_tiv_ci95"][1]
+    assert fit["m_scale_ci95"][0] <= default.m_scale <= fit["m_scale_ci95"][1]
+
+
+def test_a_profile_of_other_weights_is_recognised_and_unversioned_ones_are_not():
+    other = calibration.load_profile().as_dict() | {"model": "blnet-reg-0.1.0+000000000000"}
+    profile = calibration.profile_from_dict(other)
+    assert calibration.fitted_for_another_model(profile, "blnet-reg-0.1.0+acb931569afc")
+    assert not calibration.fitted_for_another_model(profile, "blnet-reg-0.1.0+000000000000")
+    for name in ("prior", "paper"):
+        assert not calibration.fitted_for_another_model(calibration.load_profile(name), "blnet-reg-x")
 
 
 def test_user_profile_from_file(tmp_path):

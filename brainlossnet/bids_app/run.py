@@ -54,7 +54,7 @@ from brainlossnet.bids_app.review import (
     write_crash_report,
 )
 from brainlossnet.bids_app.validation import validate_files
-from brainlossnet.calibration import profile_path
+from brainlossnet.calibration import fitted_for_another_model, load_profile, profile_path
 from brainlossnet.registration import REFINE_STEPS
 from brainlossnet.reports.flags import pair_warnings
 
@@ -67,6 +67,10 @@ EXIT_CANTCREAT = 73
 EXIT_IOERR = 74
 
 _IO_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
+
+
+class CalibrationProfileError(ValueError):
+    """The ``--calibration`` file is not a valid profile (usage error, exit status 64)."""
 
 
 class OutputIOError(OutputDirError):
@@ -102,11 +106,24 @@ def _prepare_work_dir(work_dir: Path, bids_dir: Path, output_dir: Path) -> None:
 
 
 def _calibration(value: str) -> str:
-    """Check a ``--calibration`` value early; return it, as an absolute path if a file."""
+    """Check a ``--calibration`` value early; return it, as an absolute path if a file.
+
+    A profile fitted for other weights than the installed ones is used, with a warning.
+    """
+    from brainlossnet.registration import MODEL_VERSION
+
     try:
         path = profile_path(value)
     except FileNotFoundError as err:
         raise InputMissingError(str(err)) from None
+    try:
+        profile = load_profile(path)
+    except ValueError as err:
+        raise CalibrationProfileError(str(err)) from None
+    if fitted_for_another_model(profile, MODEL_VERSION):
+        LOGGER.warning("calibration profile %s was fitted for model %s, not for the installed %s: "
+                       "its constants may not hold; refit with 'brainlossnet calibrate'",
+                       profile.name, profile.model, MODEL_VERSION)
     return str(path) if Path(value).is_file() else value
 
 
@@ -284,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputMissingError as err:
         LOGGER.error("%s", err)
         return EXIT_NOINPUT
-    except FilterFileError as err:
+    except (FilterFileError, CalibrationProfileError) as err:
         LOGGER.error("%s", err)
         return EXIT_USAGE
     except OutputIOError as err:

@@ -72,6 +72,14 @@ def test_missing_inputs_exit_66(tmp_path, dataset):
     assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
 
 
+def test_invalid_calibration_profile_exits_64_naming_the_file(tmp_path, dataset, caplog):
+    bad = tmp_path / "site.json"
+    bad.write_text(json.dumps({"name": "site", "typo": 1}))
+    assert main([str(dataset), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
+                 "--calibration", str(bad)]) == 64
+    assert "site.json: not a valid calibration profile" in caplog.text
+
+
 def test_bad_filter_file_exits_64(tmp_path, dataset):
     bad = tmp_path / "filter.json"
     bad.write_text("{oops")
@@ -198,6 +206,21 @@ def test_participant_bookkeeping_with_stand_in_run_pairs(tmp_path, dataset, monk
     (out / "group_bvl.tsv").unlink()
     assert main([str(dataset), str(out), "group"]) == 0
     assert (out / "group_bvl.tsv").read_text() == table
+
+
+def test_profile_fitted_for_other_weights_is_used_with_a_warning(tmp_path, dataset, monkeypatch, caplog):
+    from brainlossnet.calibration import load_profile
+
+    other = tmp_path / "retrained.json"
+    other.write_text(json.dumps(load_profile().as_dict() | {"name": "old-fit", "model": "blnet-reg-0.0.1+123"}))
+    monkeypatch.setattr(participant, "run_pairs", StandInRunPairs())
+    assert main([str(dataset), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
+                 "--participant-label", "01", "--calibration", str(other)]) == 0
+    assert "calibration profile old-fit was fitted for model blnet-reg-0.0.1+123" in caplog.text
+    caplog.clear()
+    assert main([str(dataset), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
+                 "--participant-label", "01"]) == 0
+    assert "was fitted for model" not in caplog.text
 
 
 def test_engine_failure_fails_every_pair(tmp_path, dataset, monkeypatch):

@@ -43,13 +43,13 @@ def test_a_uniform_scaling_field_gives_the_known_volume_change(tmp_path, monkeyp
     expected_pct = 100 * (factor**3 - 1)
     forward_pct = 100 * (volumes["bpv_fu_from_bl_ml"] - volumes["bpv_bl_ml"]) / volumes["bpv_bl_ml"]
     assert forward_pct == pytest.approx(expected_pct, rel=1e-4)
-    result_file, _ = correct(volumes=volumes_file, calibration=profile_path("default"))
+    result_file, _ = correct(volumes=volumes_file, calibration=profile_path("prior"))
     result = json.loads(result_file.read_text())
     assert result["dbpv"] == pytest.approx(expected_pct, rel=0.02)
     assert result["dtiv"] == pytest.approx(expected_pct, rel=0.02)
     # A pure scaling is distortion: with m_tiv = 1 the corrected BVL is much smaller than dBPV.
     assert abs(result["bvl"]) < 0.1 * abs(result["dbpv"])
-    assert result["calibration"]["name"] == "default"
+    assert result["calibration"]["name"] == "prior"
 
 
 def test_a_sub_voxel_translation_keeps_volumes_exactly(tmp_path, monkeypatch):
