@@ -75,7 +75,9 @@ def reporting_worker(plugin: str) -> type[Worker]:
         or found cached.
     """
     base = WORKERS[plugin]
-    return type(f"Reporting{base.__name__}", (_ReportingWorker, base), {})
+    # Same name as the wrapped worker: Pydra names the worker's folders after its class
+    # (``SlurmWorker_scripts`` in the work dir holds the sbatch scripts and job logs).
+    return type(base.__name__, (_ReportingWorker, base), {})
 
 
 def _finished_result(task: TaskBase) -> Any:
