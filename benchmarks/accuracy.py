@@ -14,8 +14,8 @@ e.g. one per source scan: a BIDS dataset ``SIM_DIR/bids`` and its truth table
    timed per pair (one ITK thread, like the pipeline). Results are kept per pair in
    ``OUTPUT_DIR/syn/`` and reused by a rerun with the same SyN settings.
 3. One table (:func:`brainlossnet.accuracy_summary.accuracy_table`) is printed and
-   written to ``--out`` (markdown, or TSV when the name ends in .tsv); the per-pair
-   numbers go to ``OUTPUT_DIR/accuracy_pairs.tsv``.
+   written to ``--out`` (markdown with a per-pair table, or TSV when the name ends in .tsv);
+   the per-pair numbers go to ``OUTPUT_DIR/accuracy_pairs.tsv``.
 
 Time per pair: brainlossnet's is the sum of its stage times (recorded in each pair's
 ``_bvl.json``), SyN's the wall time of both registrations and Jacobians. Use
@@ -196,6 +196,24 @@ def benchmark_dataset(sim_dir: Path, output_dir: Path, work_dir: Path, args: arg
     return pairs, app
 
 
+def pairs_markdown(pairs: pd.DataFrame) -> str:
+    """One row per pair: truth, both methods' estimates (forward / backward) and seconds."""
+
+    def estimate(row: pd.Series, prefix: str) -> str:
+        if not np.isfinite(row[f"{prefix}_pct"]):
+            return "-"
+        return f"{row[f'{prefix}_pct']:+.3f} ({row[f'{prefix}_fw_pct']:+.3f} / {row[f'{prefix}_bw_pct']:+.3f})"
+
+    lines = ["| source | pair | truth % | brainlossnet % (fw / bw) | s | ANTs SyN % (fw / bw) | s (CPU s) |",
+             "|---|---|---|---|---|---|---|"]
+    for _, row in pairs.iterrows():
+        syn_s = "-" if not np.isfinite(row["syn_seconds"]) else f"{row['syn_seconds']:.0f} ({row['syn_cpu_seconds']:.0f})"
+        lines.append(f"| {row['source']} | {row['participant_id'].removeprefix('sub-')} | {row['true_dbpv_pct']:+.3f} "
+                     f"| {estimate(row, 'brainlossnet')} | {row['brainlossnet_seconds']:.0f} "
+                     f"| {estimate(row, 'syn')} | {syn_s} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sim_dirs", type=Path, nargs="+", metavar="SIM_DIR",
@@ -264,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.suffix == ".tsv":
         table.map(lambda v: f"{v:.6g}" if isinstance(v, float) else v).to_csv(args.out, sep="\t", index=False)
     else:
-        args.out.write_text("\n".join(f"{line}  " for line in context) + "\n\n" + markdown)
+        args.out.write_text("\n".join(f"{line}  " for line in context) + "\n\n" + markdown
+                            + "\n\nPer pair:\n\n" + pairs_markdown(pairs) + "\n")
     print(f"wrote {args.out} and accuracy_pairs.tsv in each output folder")
     return 0
 
