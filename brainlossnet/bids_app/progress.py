@@ -239,17 +239,18 @@ def run_summary(
     Returns
     -------
     list of str
-        Counts (ok, failed, flagged: ok pairs with a warning or a ``flagged``
-        status), time per pair (median and range of the sum of its stage times, which
-        for stages reused from the cache is their original time) and median per
-        stage, then the failed and flagged pairs by name.
+        Counts by status (ok, flagged, failed: as in group_bvl.tsv) and of the pairs
+        not failed that have a warning, time per pair (median and range of the sum of
+        its stage times, which for stages reused from the cache is their original time)
+        and median per stage, then the failed pairs and the pairs with warnings by name.
     """
     failed = [r for r in records if r.get("status") == "failed"]
-    flagged = [(r, w) for r, w in zip(records, warnings) if r.get("status") != "failed" and w]
+    warned = [(r, w) for r, w in zip(records, warnings) if r.get("status") != "failed" and w]
     ok = [r for r in records if r.get("status") == "ok"]
+    flagged = [r for r in records if r.get("status") == "flagged"]
     lines = [
-        f"summary: {len(records)} pair(s): {len(ok)} ok, {len(failed)} failed, "
-        f"{len(flagged)} flagged; {len(skipped)} participant(s) skipped"
+        f"summary: {len(records)} pair(s): {len(ok)} ok, {len(flagged)} flagged, {len(failed)} failed; "
+        f"{len(warned)} with warnings; {len(skipped)} participant(s) skipped"
         + (f"; wall time {_duration(wall_s)}" if wall_s is not None else "")
     ]
     stage_times = [r.get("stage_seconds") or {} for r in ok]
@@ -261,7 +262,7 @@ def run_summary(
         lines.append("median per stage: " + ", ".join(
             f"{stage} {statistics.median(float(t[stage]) for t in stage_times if stage in t):.1f} s"
             for stage in stages))
-    for title, items in (("failed", [(r, [str(r.get("message"))]) for r in failed]), ("flagged", flagged)):
+    for title, items in (("failed", [(r, [str(r.get("message"))]) for r in failed]), ("warning", warned)):
         for record, reasons in items[:MAX_LISTED]:
             lines.append(f"  {title}: {_name(record)}: {'; '.join(reasons)}")
         if len(items) > MAX_LISTED:

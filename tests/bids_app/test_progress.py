@@ -96,14 +96,18 @@ def test_summary_counts_times_and_names():
          "stage_seconds": {"register": 12.0, "segment": 22.0}},
         {"participant_id": "sub-04", "session_bl": "a", "session_fu": "b", "status": "failed",
          "message": "reslice: 2D image"},
+        {"participant_id": "sub-05", "session_bl": "1", "session_fu": "2", "status": "flagged",
+         "stage_seconds": {"register": 11.0, "segment": 21.0}},
     ]
-    warnings = [[], ["apparent TIV change 2.00 %"], [], ["status failed: reslice: 2D image"]]
+    warnings = [[], ["apparent TIV change 2.00 %"], [], ["status failed: reslice: 2D image"],
+                ["status flagged: |dtiv| = 3.9 % > 3.5 %"]]
     lines = progress.run_summary(records, warnings, skipped=["sub-09: one session"], wall_s=125.0)
-    assert lines[0] == ("summary: 4 pair(s): 3 ok, 1 failed, 1 flagged; 1 participant(s) skipped; "
-                        "wall time 2 min 05 s")
+    assert lines[0] == ("summary: 5 pair(s): 3 ok, 1 flagged, 1 failed; 2 with warnings; "
+                        "1 participant(s) skipped; wall time 2 min 05 s")
     assert lines[1] == "time per pair (sum of its stages): median 34.0 s, range 30.0-70.0 s"
     assert lines[2] == "median per stage: register 12.0 s, segment 22.0 s"
     assert "  failed: sub-04 a->b: reslice: 2D image" in lines
-    assert "  flagged: sub-02 1->2: apparent TIV change 2.00 %" in lines
+    assert "  warning: sub-02 1->2: apparent TIV change 2.00 %" in lines
+    assert "  warning: sub-05 1->2: status flagged: |dtiv| = 3.9 % > 3.5 %" in lines
     assert "  skipped: sub-09: one session" in lines
     assert len(lines) <= 24  # one screen

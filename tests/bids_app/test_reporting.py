@@ -28,7 +28,7 @@ def test_participant_level_writes_a_report_per_pair_and_a_log(tiny_run):
     logs = sorted((out / "logs").glob("participant_*.log"))
     assert logs
     text = logs[-1].read_text()
-    assert "summary: 2 pair(s): 2 ok, 0 failed" in text and "1 participant(s) skipped" in text
+    assert "summary: 2 pair(s): 2 ok, 0 flagged, 0 failed" in text and "1 participant(s) skipped" in text
     assert "median per stage: reslice" in text
     assert not list(out.glob(".*.tmp"))
 
