@@ -16,10 +16,6 @@ from typing import Any
 
 DEFAULT_PROFILE = "default"
 
-MODEL_VERSION_PREFIX = "blnet-reg-"
-"""Start of every version of this project's registration model
-(``brainlossnet.registration.MODEL_VERSION``)."""
-
 
 @dataclass(frozen=True)
 class CalibrationProfile:
@@ -93,9 +89,15 @@ def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> CalibrationProfi
 def fitted_for_another_model(profile: CalibrationProfile, model_version: str) -> bool:
     """Whether ``profile`` was fitted for a registration model other than ``model_version``.
 
-    A fitted profile records the exact model version (``blnet-reg-<recipe>+<weights hash>``)
-    whose raw changes it was fitted on; its constants do not carry over to other weights
-    (retrained, fine-tuned). Profiles that name no version of ours (``prior``: any model;
-    ``paper``: the paper's closed network, marked so) are not judged here.
+    A fitted profile records the exact model version whose raw changes it was fitted on,
+    ``<family>-<recipe version>+<weights hash>`` (``brainlossnet.registration.MODEL_VERSION``);
+    its constants do not carry over to other weights (retrained, fine-tuned). Profiles that
+    name no version of the running model's family (``prior``: any model; ``paper``: the
+    paper's closed network, marked so) are not judged here.
     """
-    return profile.model.startswith(MODEL_VERSION_PREFIX) and profile.model != model_version
+    return _model_family(profile.model) == _model_family(model_version) and profile.model != model_version
+
+
+def _model_family(model_version: str) -> str:
+    """``blnet-reg`` of ``blnet-reg-0.1.0+acb931569afc``: the name without version and weights."""
+    return model_version.split("+", 1)[0].rsplit("-", 1)[0]

@@ -26,6 +26,7 @@ from typing import Any
 
 import nibabel as nib
 
+from brainlossnet import geometry
 from brainlossnet.bids_app.cli.parser import EXIT_USAGE, SUBCOMMANDS, parse_args
 from brainlossnet.bids_app.derivatives import (
     PAIR_JSON_GLOB,
@@ -209,7 +210,8 @@ def run_participant(opts: argparse.Namespace) -> int:
                                     message="the workflow returned no result for this pair")
             if result.status == "ok":
                 sidecars = (layout.get_metadata(str(spec.t1w_bl)), layout.get_metadata(str(spec.t1w_fu)))
-                voxel_sizes_mm = tuple(nib.load(str(path)).header.get_zooms()[:3] for path in (spec.t1w_bl, spec.t1w_fu))
+                voxel_sizes_mm = tuple(geometry.voxel_sizes_mm(nib.load(str(path)).affine)
+                                       for path in (spec.t1w_bl, spec.t1w_fu))
                 result = review_result(result, sidecars=sidecars, voxel_sizes_mm=voxel_sizes_mm,
                                        crop_shape=opts.crop_shape)
             if result.status == "ok":

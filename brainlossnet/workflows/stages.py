@@ -84,6 +84,7 @@ class _PairStages:
     node_status: dict[str, str] = field(default_factory=dict)
     node_seconds: dict[str, float] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
     finished: list[str] = field(default_factory=list)
 
 
@@ -115,7 +116,9 @@ class StageTracker:
                 self._emit(event.pair, pair, stage, STARTED, None)
             return
         if event.status == FAILED:
-            self._emit(event.pair, pair, stage, FAILED, None)
+            if stage not in pair.failed:  # both BL and FU nodes may fail: one event for the stage
+                pair.failed.add(stage)
+                self._emit(event.pair, pair, stage, FAILED, None)
             return
         pair.node_status[event.node] = event.status
         if event.status == DONE and event.seconds is not None:

@@ -32,6 +32,15 @@ def test_node_events_become_one_event_per_stage_with_a_count():
     assert {e.pair for e in events} == {"a"} and {e.total for e in events} == {len(STAGES)}
 
 
+def test_a_stage_whose_bl_and_fu_nodes_both_fail_fails_once():
+    events: list[StageEvent] = []
+    tracker = StageTracker(events.append)
+    for node in ("crop_bl", "crop_fu"):
+        tracker.node_event(NodeEvent("c", node, STARTED, None))
+        tracker.node_event(NodeEvent("c", node, FAILED, None))
+    assert [(e.stage, e.status) for e in events] == [("crop", STARTED), ("crop", FAILED)]
+
+
 def test_a_successful_pair_that_ran_no_node_was_reused_whole():
     events: list[StageEvent] = []
     tracker = StageTracker(events.append)
