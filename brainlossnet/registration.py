@@ -292,6 +292,8 @@ def _refined_velocity(
     refine_steps: int,
     refine_learning_rate_vox: float,
     inverse_consistent: bool,
+    smoothness_weight: float = REFINE_SMOOTHNESS_WEIGHT,
+    ncc_kernel_vox: int = REFINE_NCC_KERNEL_VOX,
 ) -> torch.Tensor:
     """The network's half-resolution velocity for ``moving`` onto ``fixed``, refined.
 
@@ -308,7 +310,7 @@ def _refined_velocity(
             velocity = 0.5 * (velocity - model.half_resolution_field(fixed_tensor, moving_tensor))
     return refine_velocity(
         model, velocity, moving_tensor, fixed_tensor, steps=refine_steps, learning_rate_vox=refine_learning_rate_vox,
-        inverse_consistent=inverse_consistent,
+        smoothness_weight=smoothness_weight, ncc_kernel_vox=ncc_kernel_vox, inverse_consistent=inverse_consistent,
     )
 
 
@@ -365,15 +367,20 @@ def predict_displacement_pair(
     *,
     refine_steps: int = REFINE_STEPS,
     refine_learning_rate_vox: float = REFINE_LEARNING_RATE_VOX,
+    refine_smoothness_weight: float = REFINE_SMOOTHNESS_WEIGHT,
+    refine_ncc_kernel_vox: int = REFINE_NCC_KERNEL_VOX,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Forward (BL->FU) and backward (FU->BL) displacements from one inverse-consistent refinement.
 
     The same fields as ``predict_displacement(model, bl, fu)`` and
     ``predict_displacement(model, fu, bl)`` with ``inverse_consistent=True``, at half the work:
     ``exp(v)`` and ``exp(-v)`` of one refined velocity. Arguments as in
-    :func:`predict_displacement`.
+    :func:`predict_displacement`; ``refine_smoothness_weight`` and ``refine_ncc_kernel_vox`` set
+    the refinement's objective (:func:`refine_velocity`), so that benchmarks can weigh its choices.
     """
-    velocity = _refined_velocity(model, bl, fu, refine_steps, refine_learning_rate_vox, True)
+    velocity = _refined_velocity(
+        model, bl, fu, refine_steps, refine_learning_rate_vox, True, refine_smoothness_weight, refine_ncc_kernel_vox
+    )
     return _displacement(model, velocity), _displacement(model, -velocity)
 
 

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from brainlossnet.jacobian import jacobian_determinant
+
 
 def volume_ml(mask: np.ndarray, voxel_mm: tuple[float, float, float] | np.ndarray) -> float:
     """Volume of a (possibly interpolated, fractional) mask: sum of its values times voxel volume.
@@ -43,6 +45,48 @@ class PairVolumes:
     tiv_fu_ml: float
     tiv_fu_from_bl_ml: float
     tiv_bl_from_fu_ml: float
+
+
+def pair_volumes(
+    bl_parenchyma: np.ndarray,
+    bl_intracranial: np.ndarray,
+    fu_parenchyma: np.ndarray,
+    fu_intracranial: np.ndarray,
+    field_fw_vox: np.ndarray,
+    field_bw_vox: np.ndarray,
+    voxel_mm: tuple[float, float, float] | np.ndarray,
+) -> PairVolumes:
+    """Native mask volumes and each mask's volume in the other session's space (Eqs. 1-2).
+
+    The volume a BL mask takes in FU space is the integral over the mask of the local
+    volume ratio of the map from BL to FU, ``det(I + grad u_bw)`` (the backward field maps
+    each BL voxel to its place in FU); likewise the FU masks with the forward field. This
+    is the volume of the paper's warped mask, read by Jacobian integration instead of by
+    summing a trilinearly resampled binary mask: no resampling of the mask's one-voxel edge,
+    which left forward and backward 0.1-0.3 % apart (docs/registration.md). It needs the
+    two fields to be each other's inverse, as the inverse-consistent registration makes them.
+
+    Parameters
+    ----------
+    bl_parenchyma, bl_intracranial, fu_parenchyma, fu_intracranial
+        Binary (or fractional) masks on the halfway grid, shape (X, Y, Z).
+    field_fw_vox, field_bw_vox
+        Pull-back displacements BL->FU and FU->BL in voxels, shape (3, X, Y, Z).
+    voxel_mm
+        Voxel edge lengths of the halfway grid.
+    """
+    bl_to_fu_ratio = jacobian_determinant(field_bw_vox)
+    fu_to_bl_ratio = jacobian_determinant(field_fw_vox)
+    return PairVolumes(
+        bpv_bl_ml=volume_ml(bl_parenchyma, voxel_mm),
+        bpv_fu_ml=volume_ml(fu_parenchyma, voxel_mm),
+        bpv_fu_from_bl_ml=volume_ml(bl_parenchyma * bl_to_fu_ratio, voxel_mm),
+        bpv_bl_from_fu_ml=volume_ml(fu_parenchyma * fu_to_bl_ratio, voxel_mm),
+        tiv_bl_ml=volume_ml(bl_intracranial, voxel_mm),
+        tiv_fu_ml=volume_ml(fu_intracranial, voxel_mm),
+        tiv_fu_from_bl_ml=volume_ml(bl_intracranial * bl_to_fu_ratio, voxel_mm),
+        tiv_bl_from_fu_ml=volume_ml(fu_intracranial * fu_to_bl_ratio, voxel_mm),
+    )
 
 
 @dataclass(frozen=True)

@@ -51,3 +51,26 @@ def test_distortion_correction_removes_a_pure_scaling_when_m_tiv_is_one():
     loss = volumetry.brain_volume_loss(volumes, m_tiv=1.0, m_scale=1.0)
     assert loss.dbpv == pytest.approx(100 * (scale - 1))
     assert loss.bvl == pytest.approx(0.0, abs=1e-12)
+
+
+def test_pair_volumes_integrates_the_other_directions_jacobian_over_each_mask():
+    shape = (12, 12, 12)
+    grid = np.indices(shape, dtype=np.float32) - 5.5
+    bl_to_fu_scale = 0.98  # every length in FU is 0.98 of BL: volumes 0.98**3
+    # pull-back fields: FU->BL field samples FU at x + u_bw, i.e. at 0.98 x; BL->FU at x / 0.98
+    field_bw = (bl_to_fu_scale - 1.0) * grid
+    field_fw = (1.0 / bl_to_fu_scale - 1.0) * grid
+    parenchyma = np.zeros(shape, dtype=np.float32)
+    parenchyma[3:9, 3:9, 3:9] = 1.0
+    intracranial = np.zeros(shape, dtype=np.float32)
+    intracranial[2:10, 2:10, 2:10] = 1.0
+    volumes = volumetry.pair_volumes(
+        parenchyma, intracranial, parenchyma * 0.5, intracranial, field_fw, field_bw, (2.0, 1.0, 1.0)
+    )
+    ratio = bl_to_fu_scale**3
+    assert volumes.bpv_bl_ml == pytest.approx(216 * 2.0 / 1000)
+    assert volumes.bpv_fu_ml == pytest.approx(108 * 2.0 / 1000)
+    assert volumes.bpv_fu_from_bl_ml == pytest.approx(volumes.bpv_bl_ml * ratio, rel=1e-5)
+    assert volumes.bpv_bl_from_fu_ml == pytest.approx(volumes.bpv_fu_ml / ratio, rel=1e-5)
+    assert volumes.tiv_fu_from_bl_ml == pytest.approx(volumes.tiv_bl_ml * ratio, rel=1e-5)
+    assert volumes.tiv_bl_from_fu_ml == pytest.approx(volumes.tiv_fu_ml / ratio, rel=1e-5)
