@@ -13,6 +13,11 @@ BL->FU displacement is known (DESIGN, "Training without private data"):
   + a few local radial expansions/contractions (ventricles, sulci).
 * each image then gets its own gain, smooth multiplicative bias field and Gaussian noise.
 
+Real BL/FU pairs (a user's longitudinal data, already in halfway space) get the same
+augmentation without a synthetic deformation (:func:`augment_real_pair`): both images are
+sampled on one random frame (:func:`random_frame`: patch, left-right flip, rotation) and each
+gets its own Gaussian noise.
+
 Coordinates are voxel indices (1 mm voxels, so voxels = mm). Everything is torch, driven by
 an explicit :class:`torch.Generator` so a pair is a pure function of its seed.
 """
@@ -249,6 +254,77 @@ def perturb_intensity(
 
 
 @dataclass(frozen=True)
+class PairFrame:
+    """The grid a training pair is sampled on: a box of the crop seen through a flip and rotation.
+
+    The frame's point ``y`` is the crop's point ``A(y) = M (y - c) + c`` (``M`` = rotation @
+    flip, ``c`` the crop's centre); ``coords`` (3, *shape) are the frame's points, i.e. the
+    voxel indices of a patch (or of the whole crop).
+    """
+
+    coords: torch.Tensor
+    augment: torch.Tensor
+    crop_center: torch.Tensor
+
+    def to_crop(self, points: torch.Tensor) -> torch.Tensor:
+        """``A(points)``: where the frame's (3, ...) points lie in the crop."""
+        return points + affine_displacement(points, self.augment, self.crop_center, torch.zeros(3, dtype=torch.float64))
+
+
+def random_frame(
+    full_shape: tuple[int, int, int],
+    generator: torch.Generator,
+    *,
+    patch_shape: tuple[int, int, int] | None = None,
+    flip_and_rotate_deg: float | None = None,
+) -> PairFrame:
+    """A random patch origin, then (unless ``flip_and_rotate_deg`` is None) a left-right flip
+    with probability 1/2 and a rotation up to ``flip_and_rotate_deg`` about each axis."""
+    shape = tuple(patch_shape) if patch_shape is not None else tuple(full_shape)
+    origin = tuple(int(torch.randint(0, full - part + 1, (1,), generator=generator)) for full, part in zip(full_shape, shape))
+    augment = torch.eye(3, dtype=torch.float64)
+    if flip_and_rotate_deg is not None:
+        flip = torch.ones(3, dtype=torch.float64)
+        if bool(torch.rand((), generator=generator) < 0.5):
+            flip[0] = -1.0
+        angles = torch.deg2rad(_uniform(generator, -flip_and_rotate_deg, flip_and_rotate_deg, (3,)))
+        augment = rotation_matrix(angles) @ torch.diag(flip)
+    crop_center = (torch.tensor(full_shape, dtype=torch.float64) - 1.0) / 2.0
+    return PairFrame(voxel_grid(shape, origin), augment, crop_center)
+
+
+def augment_real_pair(
+    baseline: torch.Tensor,
+    followup: torch.Tensor,
+    icv_mask: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    patch_shape: tuple[int, int, int] | None = None,
+    flip_and_rotate_deg: float | None = None,
+    noise_std: float = SynthesisRanges().noise_std,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A real BL/FU pair (same grid, e.g. halfway space) sampled on one :func:`random_frame`.
+
+    Both images see the same patch, flip and rotation, so their true correspondence is kept;
+    each then gets Gaussian noise of its own standard deviation, drawn up to ``noise_std``.
+
+    Returns
+    -------
+    baseline, followup, icv_mask
+        The frame's images (float32) and the cavity mask (bool) sampled on it.
+    """
+    frame = random_frame(tuple(int(n) for n in baseline.shape), generator, patch_shape=patch_shape,
+                         flip_and_rotate_deg=flip_and_rotate_deg)
+    in_crop = frame.to_crop(frame.coords)
+    images = []
+    for image in (baseline, followup):
+        sampled = sample_at(image.float(), in_crop)
+        noise = torch.randn(tuple(sampled.shape), generator=generator, dtype=torch.float32)
+        images.append(sampled + noise * float(_uniform(generator, 0.0, noise_std)))
+    return images[0], images[1], sample_at(icv_mask.float(), in_crop) > 0.5
+
+
+@dataclass(frozen=True)
 class SyntheticPair:
     """A synthesised BL/FU pair and its true BL->FU displacement (pull-back, voxels).
 
@@ -282,25 +358,10 @@ def synthesize_pair(
         Augmentation applied to the source before synthesis (same for BL and FU): a random
         left-right flip and a rotation up to this many degrees about each axis; ``None``: none.
     """
-    full_shape = tuple(int(n) for n in source.image.shape)
-    shape = tuple(patch_shape) if patch_shape is not None else full_shape
-    origin = tuple(int(torch.randint(0, full - part + 1, (1,), generator=generator)) for full, part in zip(full_shape, shape))
-    coords = voxel_grid(shape, origin)  # (3, *shape): points of the pair's frame
-    crop_center = (torch.tensor(full_shape, dtype=torch.float64) - 1.0) / 2.0
-    no_shift = torch.zeros(3, dtype=torch.float64)
-
-    # Augmentation: the pair's frame sees the crop through A(y) = M (y - c) + c, M = rotation @ flip.
-    augment = torch.eye(3, dtype=torch.float64)
-    if flip_and_rotate_deg is not None:
-        flip = torch.ones(3, dtype=torch.float64)
-        if bool(torch.rand((), generator=generator) < 0.5):
-            flip[0] = -1.0
-        angles = torch.deg2rad(_uniform(generator, -flip_and_rotate_deg, flip_and_rotate_deg, (3,)))
-        augment = rotation_matrix(angles) @ torch.diag(flip)
-
-    def to_crop(points: torch.Tensor) -> torch.Tensor:
-        return points + affine_displacement(points, augment, crop_center, no_shift)
-
+    frame = random_frame(tuple(source.image.shape), generator, patch_shape=patch_shape,
+                         flip_and_rotate_deg=flip_and_rotate_deg)
+    coords, augment, crop_center, to_crop = frame.coords, frame.augment, frame.crop_center, frame.to_crop
+    shape = tuple(coords.shape[1:])
     in_crop = to_crop(coords)
     mask_here = sample_at(source.icv_mask.float(), in_crop) > 0.5
     interior_here = sample_at(source.interior, in_crop)

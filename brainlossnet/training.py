@@ -10,8 +10,12 @@ direction (here).
 Training pairs come from a :class:`PairSource`: random access by sample index, so a pair is
 a pure function of (source seed, index), and resuming at step ``k`` continues with exactly
 the pairs a run without interruption would have seen. :class:`SyntheticPairSource` makes
-pairs from crops (:mod:`brainlossnet.deformation`); a source of real BL/FU pairs only has to
-implement the same ``sample`` method.
+pairs from crops (:mod:`brainlossnet.deformation`), :class:`RealPairSource` serves real BL/FU
+pairs in halfway space (the paper's training data), and :class:`MixedPairSource` draws each
+sample from one of several sources.
+
+Mixed precision (``TrainingConfig.mixed_precision``): the network's forward pass runs under
+bfloat16 autocast, the loss in float32 (local NCC divides small variances).
 
 No file I/O here: checkpoints are handed to a callback as plain state dicts.
 """
@@ -31,7 +35,13 @@ import torch
 from monai.losses import DiffusionLoss, LocalNormalizedCrossCorrelationLoss
 from tqdm import tqdm
 
-from brainlossnet.deformation import SynthesisRanges, prepare_source_crop, synthesize_pair, tissue_probability
+from brainlossnet.deformation import (
+    SynthesisRanges,
+    augment_real_pair,
+    prepare_source_crop,
+    synthesize_pair,
+    tissue_probability,
+)
 from brainlossnet.models.registration_unet import RegistrationConfig, RegistrationUNet, make_warp
 
 
@@ -119,6 +129,90 @@ class SyntheticPairSource:
         return PairSample(pair.baseline[None], pair.followup[None], pair.displacement, pair.icv_mask)
 
 
+class RealPairSource:
+    """Real longitudinal pairs, e.g. a user's BL/FU scans already in the pipeline's halfway space.
+
+    Their true field is unknown, so training on them is purely unsupervised, as in the
+    paper. Each sample takes one pair at random and augments it
+    (:func:`~brainlossnet.deformation.augment_real_pair`: same patch, flip and rotation for
+    both images, noise for each), then swaps its direction with ``swap_probability``.
+
+    Parameters
+    ----------
+    pairs
+        (baseline, followup, intracranial mask) per pair, each (X, Y, Z) on one grid, images
+        normalised (:func:`brainlossnet.registration.normalize_intensity`). Memory-mapped
+        arrays are read only where a sample needs them.
+    seed, patch_shape, rotate_deg, swap_probability
+        As for :class:`SyntheticPairSource`.
+    noise_std
+        Upper bound of each image's Gaussian noise (normalised intensity units).
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        seed: int,
+        *,
+        patch_shape: tuple[int, int, int] | None = None,
+        rotate_deg: float | None = 10.0,
+        swap_probability: float = 0.5,
+        noise_std: float = SynthesisRanges().noise_std,
+    ) -> None:
+        if not pairs:
+            raise ValueError("no real pairs to train on")
+        for index, (baseline, followup, mask) in enumerate(pairs):
+            if not (np.shape(baseline) == np.shape(followup) == np.shape(mask)):
+                raise ValueError(f"real pair {index}: BL, FU and mask shapes differ "
+                                 f"({np.shape(baseline)}, {np.shape(followup)}, {np.shape(mask)})")
+        self.pairs = list(pairs)
+        self.seed = seed
+        self.patch_shape = patch_shape
+        self.rotate_deg = rotate_deg
+        self.swap_probability = swap_probability
+        self.noise_std = noise_std
+
+    def sample(self, index: int) -> PairSample:
+        """The ``index``-th sample: a pair chosen at random, augmented, maybe swapped."""
+        generator = _sample_generator(self.seed, index)
+        baseline, followup, mask = self.pairs[int(torch.randint(0, len(self.pairs), (1,), generator=generator))]
+        moving, fixed, mask_here = augment_real_pair(
+            torch.from_numpy(np.array(baseline, dtype=np.float32)),  # a copy: memory maps are read-only
+            torch.from_numpy(np.array(followup, dtype=np.float32)),
+            torch.from_numpy(np.array(mask, dtype=bool)),
+            generator,
+            patch_shape=self.patch_shape,
+            flip_and_rotate_deg=self.rotate_deg,
+            noise_std=self.noise_std,
+        )
+        if bool(torch.rand((), generator=generator) < self.swap_probability):
+            moving, fixed = fixed, moving
+        return PairSample(moving[None], fixed[None], None, mask_here)
+
+
+class MixedPairSource:
+    """Each sample from one of several sources, chosen at random with the given weights.
+
+    The chosen source is asked for the same ``index``; sources with different seeds give
+    independent pairs, and the choice is a pure function of (``seed``, ``index``).
+    """
+
+    def __init__(self, sources: Sequence[PairSource], weights: Sequence[float], seed: int) -> None:
+        if len(sources) != len(weights) or not sources:
+            raise ValueError("give one weight per source, and at least one source")
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"source weights must be >= 0 with a positive sum, got {list(weights)}")
+        self.sources = list(sources)
+        self.cumulative = np.cumsum(np.asarray(weights, dtype=float) / float(sum(weights)))
+        self.seed = seed
+
+    def sample(self, index: int) -> PairSample:
+        """The ``index``-th sample of the source drawn for ``index``."""
+        draw = float(torch.rand((), generator=_sample_generator(self.seed, index), dtype=torch.float64))
+        chosen = min(int(np.searchsorted(self.cumulative, draw, side="right")), len(self.sources) - 1)
+        return self.sources[chosen].sample(index)
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Hyper-parameters of :func:`train` (paper: Adam, lr 1e-4, batch size 2)."""
@@ -132,6 +226,7 @@ class TrainingConfig:
     validate_every: int = 100
     checkpoint_every: int = 50
     max_minutes: float | None = None
+    mixed_precision: bool = False
 
 
 @dataclass
@@ -307,8 +402,9 @@ def train(
         samples = [source.sample(step * config.batch_size + i) for i in range(config.batch_size)]
         moving, fixed = collate(samples, device)
         optimizer.zero_grad(set_to_none=True)
-        displacement = model(moving, fixed)
-        loss, similarity, smoothness = loss_fn(moving, fixed, displacement)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision):
+            displacement = model(moving, fixed)
+        loss, similarity, smoothness = loss_fn(moving, fixed, displacement.float())
         loss.backward()
         optimizer.step()
         step += 1

@@ -131,3 +131,41 @@ def test_intensity_perturbation_is_the_identity_with_zero_ranges_and_noisy_other
     assert torch.equal(same, image)
     noisy = deformation.perturb_intensity(image, deformation.SynthesisRanges(), torch.Generator().manual_seed(1))
     assert not torch.allclose(noisy, image)
+
+
+def test_real_pairs_are_sampled_on_one_frame_for_both_images():
+    # FU = 2 BL: interpolation is linear, so the pair keeps FU = 2 BL exactly only if both
+    # images were sampled at the same points (same patch, flip and rotation).
+    shape = (40, 48, 40)
+    baseline = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    mask = ball(shape, 15)
+    for seed in range(3):
+        bl, fu, mask_here = deformation.augment_real_pair(
+            baseline, 2.0 * baseline, mask, torch.Generator().manual_seed(seed),
+            patch_shape=(32, 32, 32), flip_and_rotate_deg=10.0, noise_std=0.0)
+        assert bl.shape == fu.shape == mask_here.shape == (32, 32, 32) and mask_here.dtype == torch.bool
+        torch.testing.assert_close(fu, 2.0 * bl)
+    # without rotation the patch is a plain sub-box of the pair
+    bl, _, mask_here = deformation.augment_real_pair(
+        baseline, baseline, mask, torch.Generator().manual_seed(4), patch_shape=(32, 32, 32), noise_std=0.0)
+    matches = [origin for origin in np.ndindex(9, 17, 9)
+               if torch.allclose(bl, baseline[origin[0]:origin[0] + 32, origin[1]:origin[1] + 32, origin[2]:origin[2] + 32],
+                                 atol=1e-5)]
+    assert len(matches) == 1  # (up to the rounding of grid coordinates)
+    x, y, z = matches[0]
+    assert torch.equal(mask_here, mask[x:x + 32, y:y + 32, z:z + 32])
+
+
+def test_real_pairs_get_independent_noise_per_image_and_are_deterministic_in_the_seed():
+    shape = (32, 32, 32)
+    image = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    mask = ball(shape, 12)
+
+    def make(seed: int) -> tuple[torch.Tensor, ...]:
+        return deformation.augment_real_pair(image, image, mask, torch.Generator().manual_seed(seed), noise_std=0.05)
+
+    bl, fu, _ = make(2)
+    difference = (fu - bl).std()
+    assert 0.0 < difference < 0.05 * np.sqrt(2) + 0.005
+    assert all(torch.equal(a, b) for a, b in zip(make(2), make(2)))
+    assert not torch.equal(make(2)[0], make(3)[0])

@@ -1,7 +1,9 @@
 """Contracts of the training loop, its checkpoints and the `brainlossnet train` command."""
 
 import io
+import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,9 @@ from brainlossnet.bids_app.cli import train as train_cli
 from brainlossnet.deformation import voxel_grid
 from brainlossnet.models.registration_unet import RegistrationConfig, RegistrationUNet, make_warp
 from brainlossnet.training import (
+    MixedPairSource,
     PairSample,
+    RealPairSource,
     SyntheticPairSource,
     TrainingConfig,
     new_model_and_optimizer,
@@ -155,7 +159,7 @@ def test_cli_reports_usage_and_missing_inputs(tmp_path, capsys):
     assert train_cli.main(["--scans", str(tmp_path), "--holdout", "other.nii.gz", "--cache-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 64
     assert train_cli.main(["--scans", str(tmp_path), "--patch-shape", "60", "64", "64", "--cache-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 64
     assert train_cli.main(["--steps", "3"]) == 64  # the folders are required
-    assert train_cli.main(["--cache-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 64  # and --scans
+    assert train_cli.main(["--cache-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 64  # and --scans or --real-pairs
     assert train_cli.main(["--help"]) == 0
 
 
@@ -171,3 +175,98 @@ def test_export_only_exports_the_checkpoint_of_an_output_dir(tmp_path):
     payload = torch.load(export_dir / "registration_unet.pt", weights_only=True)
     assert payload["metadata"]["step"] == 1
     assert (export_dir / "MODEL_CARD.md").exists()
+
+
+def doubled_pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 'real' pair whose follow-up is twice its baseline, so a swap is visible."""
+    image, mask = phantom((32, 32, 32), seed)
+    return image, 2.0 * image, mask
+
+
+def test_real_pairs_are_served_without_truth_and_swapped_as_asked():
+    kept = RealPairSource([doubled_pair()], seed=0, patch_shape=(16, 16, 16), swap_probability=0.0, noise_std=0.0)
+    sample = kept.sample(0)
+    assert sample.moving.shape == sample.fixed.shape == (1, 16, 16, 16) and sample.displacement is None
+    torch.testing.assert_close(sample.fixed, 2.0 * sample.moving)
+    swapped = RealPairSource([doubled_pair()], seed=0, patch_shape=(16, 16, 16), swap_probability=1.0, noise_std=0.0)
+    torch.testing.assert_close(swapped.sample(0).moving, 2.0 * swapped.sample(0).fixed)
+    with pytest.raises(ValueError, match="shapes differ"):
+        RealPairSource([(np.zeros((8, 8, 8)), np.zeros((8, 8, 9)), np.zeros((8, 8, 8)))], seed=0)
+
+
+def test_a_mixed_source_draws_from_each_source_by_weight_and_deterministically():
+    real = RealPairSource([doubled_pair()], seed=0, patch_shape=(16, 16, 16), noise_std=0.0)
+    synthetic = SyntheticPairSource([phantom((32, 32, 32))], seed=0, patch_shape=(16, 16, 16))
+    only_real = MixedPairSource([real, synthetic], [1.0, 0.0], seed=0)
+    assert all(only_real.sample(i).displacement is None for i in range(10))
+    mixed = MixedPairSource([real, synthetic], [0.5, 0.5], seed=0)
+    from_real = [bool(torch.allclose(s.fixed, 2.0 * s.moving) or torch.allclose(s.moving, 2.0 * s.fixed))
+                 for s in (mixed.sample(i) for i in range(40))]
+    assert 8 <= sum(from_real) <= 32
+    assert torch.equal(mixed.sample(5).moving, mixed.sample(5).moving)
+    with pytest.raises(ValueError):
+        MixedPairSource([real], [0.0], seed=0)
+
+
+def test_mixed_precision_training_gives_finite_losses():
+    config = TrainingConfig(steps=2, batch_size=1, validate_every=100, checkpoint_every=100, mixed_precision=True)
+    model, optimizer = new_model_and_optimizer(SMALL, config, CPU)
+    before = parameters(model)
+    history = train(model, optimizer, ShiftedPair(), config, progress=False)
+    assert np.isfinite(history.loss).all()
+    assert any(not torch.equal(a, b) for a, b in zip(before, parameters(model)))
+
+
+def write_participant_output(root, pairs: dict[str, str], shape=(32, 32, 32)) -> None:
+    """A participant run's output folder as --save-intermediates leaves it: records and halfway crops.
+
+    ``pairs``: subject label -> status; pairs of status 'ok' get their intermediates, except
+    subject 'bare' whose crops are missing.
+    """
+    from brainlossnet.bids_app.derivatives import intermediate_paths, pair_json_path
+
+    for index, (subject, status) in enumerate(pairs.items()):
+        record = {"participant_id": f"sub-{subject}", "session_bl": "1", "session_fu": "2", "status": status}
+        record_path = pair_json_path(root, subject, "1", "2")
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(record))
+        if status != "ok" or subject == "bare":
+            continue
+        image, mask = phantom(shape, seed=index)
+        paths = intermediate_paths(root, subject, "1", "2")
+        for key, array in (("bl_halfway", 1000 * image), ("fu_halfway", 1100 * image),
+                           ("bl_intracranial", mask), ("fu_intracranial", mask)):
+            nib.save(nib.Nifti1Image(np.asarray(array, dtype=np.float32), np.eye(4)), paths[key])
+
+
+def test_cli_trains_on_the_real_pairs_of_a_participant_output(tmp_path, capsys):
+    derivatives = tmp_path / "derivatives"
+    write_participant_output(derivatives, {"01": "ok", "02": "ok", "03": "failed", "bare": "ok"})
+    run_dir = tmp_path / "run"
+    code = train_cli.main(["--real-pairs", str(derivatives), "--holdout", "sub-02", "--cache-dir", str(tmp_path / "cache"),
+                           "--output-dir", str(run_dir), "--steps", "2", "--batch-size", "1", "--patch-shape", "16", "16", "16",
+                           "--validate-every", "2", "--no-progress", "--export", str(tmp_path / "weights")])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "sub-03 1->2: status failed, left out" in err and "sub-bare 1->2: no" in err
+    history = json.loads((run_dir / train_cli.HISTORY_NAME).read_text())
+    assert history["step"] == 2 and len(history["history"]["loss"]) == 2
+    assert history["run"]["real_pairs"]["train"] == 1 and history["run"]["real_pairs"]["holdout"] == ["sub-02 1->2"]
+    record = history["history"]["validation"][-1]
+    assert np.isfinite(record["ncc_after"]) and "field_error_mm" not in record  # a real pair has no known field
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 6  # BL, FU and mask of both usable pairs
+    assert "Real BL/FU pairs in halfway space" in (tmp_path / "weights" / "MODEL_CARD.md").read_text()
+
+
+def test_cli_refuses_real_pairs_it_cannot_use(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    write_participant_output(empty, {"01": "failed"})
+    common = ["--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "run")]
+    assert train_cli.main(["--real-pairs", str(empty), *common]) == 66
+    assert "no pair with saved halfway crops" in capsys.readouterr().err
+    assert train_cli.main(["--real-pairs", str(tmp_path / "absent"), *common]) == 66
+    assert train_cli.main(["--real-pairs", str(empty), "--real-fraction", "0.3", *common]) == 64  # no --scans to mix with
+    good = tmp_path / "good"
+    write_participant_output(good, {"01": "ok"})
+    assert train_cli.main(["--real-pairs", str(good), "--holdout", "sub-09", *common]) == 64
+    assert train_cli.main(["--real-pairs", str(good), "--holdout", "sub-01", *common]) == 64  # nothing left to train on

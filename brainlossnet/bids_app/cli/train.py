@@ -1,9 +1,17 @@
-"""``brainlossnet train``: train the registration network on synthetic longitudinal pairs.
+"""``brainlossnet train``: train the registration network on synthetic and real longitudinal pairs.
 
-Each source scan is prepared once into a 1 mm crop with the pipeline's own functions
-(reslice, intracranial mask, crop box) and cached as ``.npy`` in ``--cache-dir``; pairs
-are then synthesised on the fly (:mod:`brainlossnet.deformation`) and the network is
-trained by :func:`brainlossnet.training.train`.
+Two kinds of training data, alone or mixed (``--real-fraction``):
+
+* ``--scans``: head scans from which pairs are synthesised on the fly
+  (:mod:`brainlossnet.deformation`). Each scan is prepared once into a 1 mm crop with the
+  pipeline's own functions (reslice, intracranial mask, crop box) and cached as ``.npy``.
+* ``--real-pairs``: output folders of the participant level run with
+  ``--save-intermediates`` on a user's BIDS dataset: every pair that has a result record
+  and its halfway crops is used as the paper used its 1525 pairs (unsupervised, in the
+  pipeline's halfway space, so training sees exactly what inference sees). The normalised
+  crops are cached as ``.npy`` and memory-mapped, so thousands of pairs need no RAM.
+
+The network is trained by :func:`brainlossnet.training.train`.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from brainlossnet.bids_app.derivatives import intermediate_paths, read_pair_records
 from brainlossnet.deformation import TISSUE_CUTOFF, SynthesisRanges
 from brainlossnet.geometry import CROP_SHAPE, crop, crop_box_start, reslice_to_isotropic
 from brainlossnet.intracranial import intracranial_mask
@@ -33,6 +42,9 @@ from brainlossnet.models.registration_unet import (
     normalize_intensity,
 )
 from brainlossnet.training import (
+    MixedPairSource,
+    PairSource,
+    RealPairSource,
     SyntheticPairSource,
     TrainingConfig,
     new_model_and_optimizer,
@@ -41,10 +53,10 @@ from brainlossnet.training import (
 )
 
 
-def _cache_key(path: Path, crop_shape: tuple[int, int, int]) -> str:
-    """Cache file stem: the scan's name plus a hash of its size, mtime and the crop shape."""
+def _cache_key(path: Path, variant: object) -> str:
+    """Cache file stem: the file's name plus a hash of its path, size, mtime and ``variant`` (e.g. the crop shape)."""
     stat = path.stat()
-    token = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{crop_shape}"
+    token = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{variant}"
     digest = hashlib.sha256(token.encode()).hexdigest()[:12]
     return f"{path.name.split('.')[0]}_{digest}"
 
@@ -77,6 +89,67 @@ def prepare_crop(
     return crop_image.astype(np.float32), crop_mask.astype(bool)
 
 
+@dataclasses.dataclass(frozen=True)
+class RealPair:
+    """A pair of a participant run's derivatives: its participant, a label and its halfway crops."""
+
+    participant: str
+    label: str
+    bl_halfway: Path
+    fu_halfway: Path
+    bl_intracranial: Path
+    fu_intracranial: Path
+
+
+def find_real_pairs(derivatives: Path) -> tuple[list[RealPair], list[str]]:
+    """The pairs of a participant run's output folder that can be trained on.
+
+    A pair qualifies when its ``_bvl.json`` says ``ok`` or ``flagged`` and its halfway crops
+    and intracranial masks were saved (``--save-intermediates``).
+
+    Returns
+    -------
+    pairs, problems
+        The usable pairs, and one line per pair (or result file) left out, saying why.
+    """
+    problems: list[str] = []
+    records = read_pair_records(derivatives, lambda path, why: problems.append(f"{path}: {why}"))
+    pairs = []
+    for record in records:
+        subject = str(record["participant_id"]).removeprefix("sub-")
+        label = f"sub-{subject} {record['session_bl']}->{record['session_fu']}"
+        if record["status"] not in ("ok", "flagged"):
+            problems.append(f"{derivatives}: {label}: status {record['status']}, left out")
+            continue
+        paths = intermediate_paths(derivatives, subject, str(record["session_bl"]), str(record["session_fu"]))
+        missing = [paths[k].name for k in ("bl_halfway", "fu_halfway", "bl_intracranial", "fu_intracranial") if not paths[k].is_file()]
+        if missing:
+            problems.append(f"{derivatives}: {label}: no {', '.join(missing)} (run the participant level "
+                            "with --save-intermediates), left out")
+            continue
+        pairs.append(RealPair(f"sub-{subject}", label, paths["bl_halfway"], paths["fu_halfway"],
+                              paths["bl_intracranial"], paths["fu_intracranial"]))
+    return pairs, problems
+
+
+def prepare_real_pair(pair: RealPair, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised BL and FU halfway crops and the union of their cavity masks, memory-mapped from a ``.npy`` cache."""
+    stem = _cache_key(pair.bl_halfway, ("real", pair.fu_halfway.name))
+    files = {name: cache_dir / f"{stem}_{name}.npy" for name in ("bl", "fu", "icv")}
+    if not all(f.exists() for f in files.values()):
+        arrays = {
+            "bl": normalize_intensity(nib.load(pair.bl_halfway).get_fdata(dtype=np.float32)),
+            "fu": normalize_intensity(nib.load(pair.fu_halfway).get_fdata(dtype=np.float32)),
+            "icv": (np.asarray(nib.load(pair.bl_intracranial).dataobj) > 0) | (np.asarray(nib.load(pair.fu_intracranial).dataobj) > 0),
+        }
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for name, array in arrays.items():
+            partial = files[name].with_suffix(".partial.npy")
+            np.save(partial, array)
+            partial.replace(files[name])
+    return tuple(np.load(files[name], mmap_mode="r") for name in ("bl", "fu", "icv"))  # type: ignore[return-value]
+
+
 VALIDATION_COLUMNS = (
     "ncc_before",
     "ncc_after",
@@ -101,8 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the registration network on synthetic longitudinal pairs made from head scans "
         "(resumes from OUTPUT_DIR/checkpoint.pt when present).",
     )
-    parser.add_argument("--scans", nargs="+", type=Path, default=[], help="T1w head scans (NIfTI) to make pairs from")
-    parser.add_argument("--holdout", nargs="*", default=[], help="file names among --scans kept out of training, used for validation")
+    parser.add_argument("--scans", nargs="+", type=Path, default=[], help="T1w head scans (NIfTI) to synthesise pairs from")
+    parser.add_argument("--real-pairs", nargs="+", type=Path, default=[], metavar="DERIVATIVES",
+                        help="output folders of 'brainlossnet BIDS OUT participant --save-intermediates': "
+                        "their pairs' halfway crops are trained on (unsupervised, as in the paper)")
+    parser.add_argument("--real-fraction", type=float, default=None,
+                        help="share of training samples drawn from --real-pairs when --scans are given too "
+                        "(default 0.5)")
+    parser.add_argument("--holdout", nargs="*", default=[],
+                        help="kept out of training and used for validation: file names among --scans, and "
+                        "participants (sub-<label>) of --real-pairs")
     parser.add_argument("--cache-dir", type=Path, required=True, help="where the 1 mm crops are cached (.npy)")
     parser.add_argument("--output-dir", type=Path, required=True, help="checkpoints, history and logs of this run")
     parser.add_argument("--steps", type=int, default=1000, help="total optimiser steps (default 1000)")
@@ -116,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="network forward pass in bfloat16 autocast (GPUs with bfloat16; the loss stays float32)")
     parser.add_argument("--validate-every", type=int, default=100)
     parser.add_argument("--validation-pairs", type=int, default=2)
     parser.add_argument("--checkpoint-every", type=int, default=50)
@@ -195,6 +278,7 @@ def _model_card(checkpoint: dict[str, object], digest: str, size_bytes: int) -> 
         for record in validation
     )
     tail = losses[-50:]
+    real = dict(run.get("real_pairs", {}))
     return f"""# Registration network weights: `{WEIGHTS_FILE}`
 
 - Model version: `{MODEL_NAME}+{digest[:12]}` (SHA-256 `{digest}`, {size_bytes / 1e6:.2f} MB)
@@ -213,13 +297,18 @@ def _model_card(checkpoint: dict[str, object], digest: str, size_bytes: int) -> 
 - Wall time: {float(run.get("wall_s", 0.0)) / 60:.1f} min on {run.get("hardware", "?")}
 - Training scans (synthetic BL/FU pairs made on the fly by `brainlossnet.deformation.synthesize_pair`:
   random smooth + rigid + atrophy-like deformation with known truth, own gain/bias/noise per image,
-  left-right flip and rotation, random direction swap): {", ".join(run.get("train_scans", []))}
-- Held out for validation (never trained on): {", ".join(run.get("holdout_scans", [])) or "none"}
+  left-right flip and rotation, random direction swap): {", ".join(run.get("train_scans", [])) or "none"}
+- Real BL/FU pairs in halfway space (unsupervised; same augmentation, noise per image):
+  {real.get("train", 0)} from {", ".join(real.get("folders", [])) or "none"}, {100 * float(real.get("fraction", 0.0)):.0f} % of the samples
+- Held out for validation (never trained on): {", ".join([*run.get("holdout_scans", []), *real.get("holdout", [])]) or "none"}
+- Mixed precision (bfloat16 forward pass): {"yes" if training.get("mixed_precision") else "no"}
 - Mean training loss over the last {len(tail)} steps: {float(np.mean(tail)) if tail else float("nan"):.4f}
 
-## Validation (synthetic pairs from the held-out person, whole 176x208x208 crops)
+## Validation (held-out pairs, whole 176x208x208 crops)
 
-NCC: mean local NCC of the fixed image with the moving image before / after warping.
+NCC: mean local NCC of the fixed image with the moving image before / after warping, over
+every validation pair (synthetic pairs of the held-out scans and held-out real pairs). The
+other columns need a known field and come from the synthetic pairs only.
 Field error: mean Euclidean distance (mm) between predicted and true displacement inside the
 intracranial mask; "identity" is that error for a zero field. Tissue change: percent volume
 change of a tissue proxy (intensity above {TISSUE_CUTOFF} x the cavity's median) warped by the
@@ -263,17 +352,32 @@ def main(argv: list[str]) -> int:
         print(f"exported {export_weights(checkpoint, args.export)} (step {checkpoint['step']})")
         return 0
 
-    if not args.scans:
-        print("brainlossnet train: --scans is required (unless --export-only)", file=sys.stderr)
+    if not args.scans and not args.real_pairs:
+        print("brainlossnet train: --scans or --real-pairs is required (unless --export-only)", file=sys.stderr)
         return 64
-    missing = [str(p) for p in args.scans if not p.exists()]
+    missing = [str(p) for p in [*args.scans, *args.real_pairs] if not p.exists()]
     if missing:
-        print(f"brainlossnet train: scan not found: {', '.join(missing)}", file=sys.stderr)
+        print(f"brainlossnet train: not found: {', '.join(missing)}", file=sys.stderr)
         return 66
+    if args.real_fraction is not None and not (args.real_pairs and args.scans and 0.0 < args.real_fraction < 1.0):
+        print("brainlossnet train: --real-fraction needs --scans and --real-pairs and lies strictly between 0 and 1",
+              file=sys.stderr)
+        return 64
+    real_pairs: list[RealPair] = []
+    for derivatives in args.real_pairs:
+        found, problems = find_real_pairs(derivatives)
+        for problem in problems:
+            print(f"brainlossnet train: warning: {problem}", file=sys.stderr)
+        if not found:
+            print(f"brainlossnet train: {derivatives}: no pair with saved halfway crops (run the participant "
+                  "level with --save-intermediates)", file=sys.stderr)
+            return 66
+        real_pairs.extend(found)
     holdout = set(args.holdout)
-    unknown = holdout - {p.name for p in args.scans}
+    unknown = holdout - {p.name for p in args.scans} - {p.participant for p in real_pairs}
     if unknown:
-        print(f"brainlossnet train: --holdout names no scan in --scans: {', '.join(sorted(unknown))}", file=sys.stderr)
+        print(f"brainlossnet train: --holdout names no scan in --scans and no participant of --real-pairs: "
+              f"{', '.join(sorted(unknown))}", file=sys.stderr)
         return 64
     patch = tuple(args.patch_shape)
     if any(n % SHAPE_MULTIPLE for n in patch) or any(n > c for n, c in zip(patch, CROP_SHAPE)):
@@ -281,8 +385,10 @@ def main(argv: list[str]) -> int:
         return 64
     train_paths = [p for p in args.scans if p.name not in holdout]
     holdout_paths = [p for p in args.scans if p.name in holdout]
-    if not train_paths:
-        print("brainlossnet train: every scan is held out", file=sys.stderr)
+    train_real = [p for p in real_pairs if p.participant not in holdout]
+    holdout_real = [p for p in real_pairs if p.participant in holdout]
+    if not train_paths and not train_real:
+        print("brainlossnet train: every scan and pair is held out", file=sys.stderr)
         return 64
 
     config = TrainingConfig(
@@ -295,10 +401,23 @@ def main(argv: list[str]) -> int:
         validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every,
         max_minutes=args.max_minutes,
+        mixed_precision=args.mixed_precision,
     )
-    source = SyntheticPairSource(
-        _load_crops(train_paths, args.cache_dir, CROP_SHAPE), args.seed, patch_shape=patch, rotate_deg=args.rotate_deg
-    )
+    sources: list[PairSource] = []
+    weights: list[float] = []
+    real_fraction = args.real_fraction if args.real_fraction is not None else 0.5
+    if train_paths:
+        sources.append(SyntheticPairSource(
+            _load_crops(train_paths, args.cache_dir, CROP_SHAPE), args.seed, patch_shape=patch, rotate_deg=args.rotate_deg
+        ))
+        weights.append(1.0 - real_fraction if train_real else 1.0)
+    if train_real:
+        sources.append(RealPairSource(
+            [prepare_real_pair(p, args.cache_dir) for p in train_real], args.seed + 2, patch_shape=patch,
+            rotate_deg=args.rotate_deg,
+        ))
+        weights.append(real_fraction if train_paths else 1.0)
+    source = sources[0] if len(sources) == 1 else MixedPairSource(sources, weights, args.seed + 3)
     validation_pairs = []
     if holdout_paths:
         held = SyntheticPairSource(
@@ -309,6 +428,11 @@ def main(argv: list[str]) -> int:
             ranges=VALIDATION_RANGES,
         )
         validation_pairs = [held.sample(i) for i in range(args.validation_pairs)]
+    validation_pairs += [
+        RealPairSource([prepare_real_pair(p, args.cache_dir)], args.seed, rotate_deg=None, swap_probability=0.0,
+                       noise_std=0.0).sample(0)
+        for p in holdout_real[: args.validation_pairs]
+    ]
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
     previous_wall_s = 0.0
@@ -327,6 +451,9 @@ def main(argv: list[str]) -> int:
         "hardware": _hardware(device),
         "train_scans": [p.name for p in train_paths],
         "holdout_scans": [p.name for p in holdout_paths],
+        "real_pairs": {"folders": [str(d) for d in args.real_pairs], "train": len(train_real),
+                       "holdout": [p.label for p in holdout_real[: args.validation_pairs]],
+                       "fraction": (real_fraction if train_paths else 1.0) if train_real else 0.0},
         "torch": str(torch.__version__),
     }
 
