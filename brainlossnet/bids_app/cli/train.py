@@ -26,13 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 
 from brainlossnet.bids_app.derivatives import intermediate_paths, read_pair_records
 from brainlossnet.deformation import TISSUE_CUTOFF, SynthesisRanges
 from brainlossnet.geometry import CROP_SHAPE, crop, crop_box_start, reslice_to_isotropic
+from brainlossnet.interfaces.nifti import load_image
 from brainlossnet.intracranial import intracranial_mask
 from brainlossnet.models.registration_unet import (
     MODEL_NAME,
@@ -61,6 +61,14 @@ def _cache_key(path: Path, variant: object) -> str:
     return f"{path.name.split('.')[0]}_{digest}"
 
 
+def _save_npy_atomic(array: np.ndarray, target: Path) -> None:
+    """np.save to a temporary name, then rename (no half-written cache file)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial.npy")
+    np.save(partial, array)
+    partial.replace(target)
+
+
 def prepare_crop(
     path: Path, cache_dir: Path, crop_shape: tuple[int, int, int] = CROP_SHAPE
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -75,30 +83,32 @@ def prepare_crop(
     image_file, mask_file = cache_dir / f"{stem}_t1w.npy", cache_dir / f"{stem}_icv.npy"
     if image_file.exists() and mask_file.exists():
         return np.load(image_file), np.load(mask_file)
-    scan = nib.load(path)
-    arr, aff = reslice_to_isotropic(scan.get_fdata(dtype=np.float32), scan.affine)
+    arr, aff = reslice_to_isotropic(*load_image(path))
     mask = intracranial_mask(arr)
     start = crop_box_start(mask, crop_shape)
     crop_image, _ = crop(arr, aff, start, crop_shape)
     crop_mask, _ = crop(mask, aff, start, crop_shape)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     for target, array in ((image_file, crop_image.astype(np.float32)), (mask_file, crop_mask)):
-        partial = target.with_suffix(".partial.npy")
-        np.save(partial, array)
-        partial.replace(target)
+        _save_npy_atomic(array, target)
     return crop_image.astype(np.float32), crop_mask.astype(bool)
 
 
 @dataclasses.dataclass(frozen=True)
 class RealPair:
-    """A pair of a participant run's derivatives: its participant, a label and its halfway crops."""
+    """A pair of a participant run's derivatives: its participant, sessions and halfway crops."""
 
     participant: str
-    label: str
+    session_bl: str
+    session_fu: str
     bl_halfway: Path
     fu_halfway: Path
     bl_intracranial: Path
     fu_intracranial: Path
+
+    @property
+    def label(self) -> str:
+        """``sub-X BL->FU``, as messages name the pair."""
+        return f"{self.participant} {self.session_bl}->{self.session_fu}"
 
 
 def find_real_pairs(derivatives: Path) -> tuple[list[RealPair], list[str]]:
@@ -117,18 +127,19 @@ def find_real_pairs(derivatives: Path) -> tuple[list[RealPair], list[str]]:
     pairs = []
     for record in records:
         subject = str(record["participant_id"]).removeprefix("sub-")
-        label = f"sub-{subject} {record['session_bl']}->{record['session_fu']}"
+        session_bl, session_fu = str(record["session_bl"]), str(record["session_fu"])
+        paths = intermediate_paths(derivatives, subject, session_bl, session_fu)
+        pair = RealPair(f"sub-{subject}", session_bl, session_fu, paths["bl_halfway"], paths["fu_halfway"],
+                        paths["bl_intracranial"], paths["fu_intracranial"])
         if record["status"] not in ("ok", "flagged"):
-            problems.append(f"{derivatives}: {label}: status {record['status']}, left out")
+            problems.append(f"{derivatives}: {pair.label}: status {record['status']}, left out")
             continue
-        paths = intermediate_paths(derivatives, subject, str(record["session_bl"]), str(record["session_fu"]))
         missing = [paths[k].name for k in ("bl_halfway", "fu_halfway", "bl_intracranial", "fu_intracranial") if not paths[k].is_file()]
         if missing:
-            problems.append(f"{derivatives}: {label}: no {', '.join(missing)} (run the participant level "
+            problems.append(f"{derivatives}: {pair.label}: no {', '.join(missing)} (run the participant level "
                             "with --save-intermediates), left out")
             continue
-        pairs.append(RealPair(f"sub-{subject}", label, paths["bl_halfway"], paths["fu_halfway"],
-                              paths["bl_intracranial"], paths["fu_intracranial"]))
+        pairs.append(pair)
     return pairs, problems
 
 
@@ -138,15 +149,12 @@ def prepare_real_pair(pair: RealPair, cache_dir: Path) -> tuple[np.ndarray, np.n
     files = {name: cache_dir / f"{stem}_{name}.npy" for name in ("bl", "fu", "icv")}
     if not all(f.exists() for f in files.values()):
         arrays = {
-            "bl": normalize_intensity(nib.load(pair.bl_halfway).get_fdata(dtype=np.float32)),
-            "fu": normalize_intensity(nib.load(pair.fu_halfway).get_fdata(dtype=np.float32)),
-            "icv": (np.asarray(nib.load(pair.bl_intracranial).dataobj) > 0) | (np.asarray(nib.load(pair.fu_intracranial).dataobj) > 0),
+            "bl": normalize_intensity(load_image(pair.bl_halfway)[0]),
+            "fu": normalize_intensity(load_image(pair.fu_halfway)[0]),
+            "icv": (load_image(pair.bl_intracranial)[0] > 0) | (load_image(pair.fu_intracranial)[0] > 0),
         }
-        cache_dir.mkdir(parents=True, exist_ok=True)
         for name, array in arrays.items():
-            partial = files[name].with_suffix(".partial.npy")
-            np.save(partial, array)
-            partial.replace(files[name])
+            _save_npy_atomic(array, files[name])
     return tuple(np.load(files[name], mmap_mode="r") for name in ("bl", "fu", "icv"))  # type: ignore[return-value]
 
 
