@@ -1,5 +1,6 @@
 """Contracts of the training loop, its checkpoints and the `brainlossnet train` command."""
 
+import dataclasses
 import io
 import json
 
@@ -214,6 +215,27 @@ def test_mixed_precision_training_gives_finite_losses():
     before = parameters(model)
     history = train(model, optimizer, ShiftedPair(), config, progress=False)
     assert np.isfinite(history.loss).all()
+    assert any(not torch.equal(a, b) for a, b in zip(before, parameters(model)))
+
+
+class NanPair(ShiftedPair):
+    """The toy pair with one NaN voxel in the fixed image: every gradient becomes NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair.fixed[0, 5, 5, 5] = float("nan")
+
+
+def test_an_update_with_non_finite_gradients_is_skipped_and_recorded():
+    config = TrainingConfig(steps=2, batch_size=1, validate_every=100, checkpoint_every=100)
+    model, optimizer = new_model_and_optimizer(SMALL, config, CPU)
+    before = parameters(model)
+    history = train(model, optimizer, NanPair(), config, progress=False)
+    assert history.skipped_steps == [0, 1]
+    assert all(torch.equal(a, b) for a, b in zip(before, parameters(model)))
+    finite = train(model, optimizer, ShiftedPair(), dataclasses.replace(config, steps=3), start_step=2,
+                   history=history, progress=False)
+    assert finite.skipped_steps == [0, 1] and np.isfinite(finite.loss[2])
     assert any(not torch.equal(a, b) for a, b in zip(before, parameters(model)))
 
 

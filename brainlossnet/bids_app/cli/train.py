@@ -485,6 +485,8 @@ def main(argv: list[str]) -> int:
     )
     if history.validation:
         print("final validation: " + json.dumps(history.validation[-1]))
+    if history.skipped_steps:
+        print(f"{len(history.skipped_steps)} of {len(history.loss)} updates skipped for non-finite gradients")
     if args.export is not None:
         checkpoint = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
         print(f"exported {export_weights(checkpoint, args.export)}")
