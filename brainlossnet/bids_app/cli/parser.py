@@ -247,7 +247,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--refine-steps", type=_non_negative_int, default=None, metavar="N",
         help="test-time refinement of the registration on each pair: N optimiser steps on "
         "one velocity for both directions (default: the setting chosen for the shipped "
-        "weights, see docs/registration.md; about 22 s of one CPU core per full-size pair; "
+        "weights, see docs/registration.md; about 32 s of one CPU core per full-size pair; "
         "0 = the network alone)",
     )
     method.add_argument(
