@@ -8,7 +8,14 @@ import pydra
 from fileformats.generic import File
 
 from brainlossnet.interfaces.nifti import load_image, save_image, stem
-from brainlossnet.registration import REFINE_STEPS, load_registration_model, predict_displacement_pair
+from brainlossnet.registration import (
+    MODEL_VERSION,
+    REFINE_NCC_KERNEL_VOX,
+    REFINE_SMOOTHNESS_WEIGHT,
+    REFINE_STEPS,
+    load_registration_model,
+    predict_displacement_pair,
+)
 
 
 def resolve_device(device: str) -> str:
@@ -22,7 +29,13 @@ def resolve_device(device: str) -> str:
 
 @pydra.mark.annotate({"return": {"field_fw": File, "field_bw": File, "elapsed_s": float}})
 def register(
-    bl: File, fu: File, device: str = "auto", refine_steps: int = REFINE_STEPS
+    bl: File,
+    fu: File,
+    device: str = "auto",
+    refine_steps: int = REFINE_STEPS,
+    refine_smoothness_weight: float = REFINE_SMOOTHNESS_WEIGHT,
+    refine_ncc_kernel_vox: int = REFINE_NCC_KERNEL_VOX,
+    model_version: str = MODEL_VERSION,
 ) -> tuple[Path, Path, float]:
     """Displacement fields (voxels, pull-back) BL->FU and FU->BL of two halfway images.
 
@@ -30,12 +43,27 @@ def register(
     velocity for both directions (:func:`~brainlossnet.registration.predict_displacement_pair`),
     so the two fields are each other's inverse. Each is written as a 4D NIfTI (X, Y, Z, 3) on
     the halfway grid, named for both inputs.
+
+    The refinement's objective and the network's identity are inputs, with the release's
+    values as defaults, because Pydra's cache key is made of the inputs only: a work dir
+    filled by another release (other weights, another smoothness) then misses instead of
+    returning that release's fields. ``model_version`` must name the packaged weights.
+
+    Raises
+    ------
+    ValueError
+        If ``model_version`` is not the packaged network's version.
     """
+    if model_version != MODEL_VERSION:
+        raise ValueError(f"registration model {model_version!r} requested, but the packaged weights are {MODEL_VERSION!r}")
     start = time.perf_counter()
     bl_image, affine = load_image(bl)
     fu_image, _ = load_image(fu)
     model = load_registration_model(resolve_device(device))
-    forward, backward = predict_displacement_pair(model, bl_image, fu_image, refine_steps=refine_steps)
+    forward, backward = predict_displacement_pair(
+        model, bl_image, fu_image, refine_steps=refine_steps,
+        refine_smoothness_weight=refine_smoothness_weight, refine_ncc_kernel_vox=refine_ncc_kernel_vox,
+    )
     fields = [
         save_image(np.moveaxis(field, 0, -1), affine, Path.cwd() / f"{stem(moving)}_to_{stem(fixed)}_displacement.nii.gz")
         for field, moving, fixed in ((forward, bl, fu), (backward, fu, bl))

@@ -2,8 +2,10 @@
 
 import nibabel as nib
 import numpy as np
+import pytest
 
-from brainlossnet.interfaces.register import register, resolve_device
+from brainlossnet.interfaces.register import register, register_task, resolve_device
+from brainlossnet.registration import MODEL_VERSION, REFINE_NCC_KERNEL_VOX, REFINE_SMOOTHNESS_WEIGHT
 
 
 def test_register_writes_both_fields_on_the_grid_and_near_zero_for_identical_images(tmp_path, monkeypatch):
@@ -36,3 +38,36 @@ def test_auto_device_is_cpu_without_a_gpu():
 
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == "cpu"
+
+
+def _two_images(folder):
+    image = np.zeros((16, 16, 16), np.float32)
+    image[4:12, 4:12, 4:12] = 1.0
+    paths = []
+    for name in ("bl", "fu"):
+        paths.append(folder / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(image, np.eye(4)), str(paths[-1]))
+    return paths
+
+
+def test_the_cache_key_changes_with_the_refinement_objective_and_the_weights(tmp_path):
+    """A work dir filled by another release must miss: the objective and the weights are inputs."""
+    bl, fu = _two_images(tmp_path)
+    release = register_task(bl=bl, fu=fu, device="cpu")
+    same = register_task(bl=bl, fu=fu, device="cpu", refine_smoothness_weight=REFINE_SMOOTHNESS_WEIGHT)
+    assert release.inputs.model_version == MODEL_VERSION
+    assert release.checksum == same.checksum
+    others = [
+        register_task(bl=bl, fu=fu, device="cpu", refine_smoothness_weight=REFINE_SMOOTHNESS_WEIGHT / 10),
+        register_task(bl=bl, fu=fu, device="cpu", refine_ncc_kernel_vox=REFINE_NCC_KERNEL_VOX - 4),
+        register_task(bl=bl, fu=fu, device="cpu", model_version="blnet-reg-0.0.0+000000000000"),
+    ]
+    assert len({release.checksum, *(task.checksum for task in others)}) == 4
+
+
+def test_register_refuses_weights_other_than_the_packaged_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bl, fu = _two_images(tmp_path)
+    with pytest.raises(ValueError, match="blnet-reg-0.0.0"):
+        register(bl=bl, fu=fu, device="cpu", refine_steps=0, model_version="blnet-reg-0.0.0+000000000000")
+    assert not list(tmp_path.glob("*_displacement.nii.gz"))
