@@ -214,6 +214,20 @@ def pairs_markdown(pairs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+PER_SOURCE_METRICS = ("95th percentile |estimate - truth| (%)", "slope of estimate on truth")
+
+
+def per_source_markdown(pairs: pd.DataFrame) -> str:
+    """brainlossnet's error and slope per source scan and scenario: a calibration fitted on
+    another person can read one person high and another low, which the pooled table hides."""
+    tables = {source: accuracy_table(group, {"brainlossnet": str(source)}) for source, group in pairs.groupby("source")}
+    first = next(iter(tables.values()))
+    rows = first[first["metric"].isin(PER_SOURCE_METRICS)][["metric", "scenario"]]
+    for source, table in tables.items():
+        rows = rows.merge(table[["metric", "scenario", str(source)]], on=["metric", "scenario"], how="left")
+    return to_markdown(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sim_dirs", type=Path, nargs="+", metavar="SIM_DIR",
@@ -283,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         table.map(lambda v: f"{v:.6g}" if isinstance(v, float) else v).to_csv(args.out, sep="\t", index=False)
     else:
         args.out.write_text("\n".join(f"{line}  " for line in context) + "\n\n" + markdown
+                            + "\n\nbrainlossnet per source:\n\n" + per_source_markdown(pairs)
                             + "\n\nPer pair:\n\n" + pairs_markdown(pairs) + "\n")
     print(f"wrote {args.out} and accuracy_pairs.tsv in each output folder")
     return 0

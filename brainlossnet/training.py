@@ -3,7 +3,10 @@
 Loss = local normalised cross-correlation of the warped moving image with the fixed image
 (MONAI ``LocalNormalizedCrossCorrelationLoss``) + ``smoothness_weight`` x mean squared
 spatial gradient of the displacement (MONAI ``DiffusionLoss``); Adam, learning rate 1e-4,
-batch size 2. Augmentation: left-right flip and rotation (same for both images; done by the
+batch size 2. Optionally (``field_weight`` > 0, off by default and not in the paper) a
+supervised term, the mean squared error of the predicted against the known field of a
+synthetic pair inside its intracranial mask, which lets a short CPU run learn what the
+unsupervised loss alone needs days of GPU time for (docs/training_notes.md). Augmentation: left-right flip and rotation (same for both images; done by the
 pair source), Gaussian noise on each image (pair source) and a random swap of the
 direction (here).
 
@@ -223,6 +226,7 @@ class TrainingConfig:
     learning_rate: float = 1e-4
     smoothness_weight: float = 1.0
     ncc_kernel_vox: int = 9
+    field_weight: float = 0.0
     seed: int = 0
     validate_every: int = 100
     checkpoint_every: int = 50
@@ -240,24 +244,40 @@ class TrainingHistory:
 
 
 class RegistrationLoss(torch.nn.Module):
-    """Unsupervised loss: ``-LNCC(moving∘(id+u), fixed) + smoothness_weight * mean |∇u|²``."""
+    """``-LNCC(moving∘(id+u), fixed) + smoothness_weight * mean |∇u|² + field_weight * field MSE``.
 
-    def __init__(self, smoothness_weight: float, ncc_kernel_vox: int) -> None:
+    The field term is the mean squared difference (voxels²) between the predicted and the
+    known displacement over the voxels of ``truth_region``; it is zero when no sample of the
+    batch has a known field (real or swapped pairs).
+    """
+
+    def __init__(self, smoothness_weight: float, ncc_kernel_vox: int, field_weight: float = 0.0) -> None:
         super().__init__()
         self.smoothness_weight = smoothness_weight
+        self.field_weight = field_weight
         self.ncc = LocalNormalizedCrossCorrelationLoss(spatial_dims=3, kernel_size=ncc_kernel_vox)
         self.smoothness = DiffusionLoss()
         self.warp = make_warp(padding_mode="zeros")
 
     def forward(
-        self, moving: torch.Tensor, fixed: torch.Tensor, displacement: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Total loss, the similarity term (negative mean local NCC) and the smoothness term."""
+        self,
+        moving: torch.Tensor,
+        fixed: torch.Tensor,
+        displacement: torch.Tensor,
+        truth: torch.Tensor | None = None,
+        truth_region: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Total loss, the similarity term (negative mean local NCC), the smoothness and the field term."""
         similarity = self.ncc(self.warp(moving, displacement), fixed)
         with warnings.catch_warnings():  # MONAI's finite differences index with a list (deprecated, same result)
             warnings.filterwarnings("ignore", message="Using a non-tuple sequence")
             smoothness = self.smoothness(displacement)
-        return similarity + self.smoothness_weight * smoothness, similarity, smoothness
+        field_error = displacement.new_zeros(())
+        if truth is not None and truth_region is not None and bool(truth_region.any()):
+            squared = ((displacement - truth) ** 2).sum(dim=1, keepdim=True)
+            field_error = squared[truth_region].mean()
+        total = similarity + self.smoothness_weight * smoothness + self.field_weight * field_error
+        return total, similarity, smoothness, field_error
 
 
 def collate(samples: Sequence[PairSample], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,6 +285,22 @@ def collate(samples: Sequence[PairSample], device: torch.device) -> tuple[torch.
     moving = torch.stack([s.moving for s in samples]).to(device)
     fixed = torch.stack([s.fixed for s in samples]).to(device)
     return moving, fixed
+
+
+def collate_truth(samples: Sequence[PairSample], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Known fields (B, 3, X, Y, Z; zero where unknown) and where they count (B, 1, X, Y, Z, bool).
+
+    A sample counts inside its mask when it has a known field and nowhere otherwise.
+    """
+    shape = samples[0].moving.shape[1:]
+    truth = torch.stack([s.displacement if s.displacement is not None else torch.zeros((3, *shape)) for s in samples])
+    region = torch.stack([
+        (s.mask if s.mask is not None else torch.ones(shape, dtype=torch.bool))[None]
+        if s.displacement is not None
+        else torch.zeros((1, *shape), dtype=torch.bool)
+        for s in samples
+    ])
+    return truth.to(device), region.to(device)
 
 
 def training_state(
@@ -408,7 +444,7 @@ def train(
     """
     history = history or TrainingHistory()
     device = next(model.parameters()).device
-    loss_fn = RegistrationLoss(config.smoothness_weight, config.ncc_kernel_vox).to(device)
+    loss_fn = RegistrationLoss(config.smoothness_weight, config.ncc_kernel_vox, config.field_weight).to(device)
     deadline = time.monotonic() + 60.0 * config.max_minutes if config.max_minutes is not None else math.inf
     model.train()
     step = start_step
@@ -416,10 +452,11 @@ def train(
     while step < config.steps and time.monotonic() < deadline:
         samples = [source.sample(step * config.batch_size + i) for i in range(config.batch_size)]
         moving, fixed = collate(samples, device)
+        truth, truth_region = collate_truth(samples, device) if config.field_weight > 0 else (None, None)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision):
             displacement = model(moving, fixed)
-        loss, similarity, smoothness = loss_fn(moving, fixed, displacement.float())
+        loss, similarity, smoothness, field_error = loss_fn(moving, fixed, displacement.float(), truth, truth_region)
         loss.backward()
         if gradients_are_finite(model):
             optimizer.step()
@@ -429,7 +466,8 @@ def train(
         step += 1
         history.loss.append(loss.item())
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", ncc=f"{-similarity.item():.4f}", grad=f"{smoothness.item():.2e}")
+        bar.set_postfix(loss=f"{loss.item():.4f}", ncc=f"{-similarity.item():.4f}", grad=f"{smoothness.item():.2e}",
+                        field=f"{field_error.item():.3f}")
         if validation_pairs and (step % config.validate_every == 0 or step == config.steps):
             record = {"step": float(step)} | validate(model, validation_pairs, config.ncc_kernel_vox)
             history.validation.append(record)

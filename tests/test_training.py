@@ -16,8 +16,11 @@ from brainlossnet.training import (
     MixedPairSource,
     PairSample,
     RealPairSource,
+    RegistrationLoss,
     SyntheticPairSource,
     TrainingConfig,
+    collate,
+    collate_truth,
     new_model_and_optimizer,
     restore_state,
     train,
@@ -90,6 +93,53 @@ def test_loss_decreases_on_a_toy_pair():
     with torch.inference_mode():
         field = model(ShiftedPair().pair.moving[None], ShiftedPair().pair.fixed[None])
     assert field[0, 0, 8:-8, 8:-8, 8:-8].mean() < -0.1 or field[0, 0, 8:-8, 8:-8, 8:-8].mean() > 0.1
+
+
+def test_the_supervised_field_term_is_the_mean_squared_error_over_known_fields_only():
+    image = torch.from_numpy(phantom((16, 16, 16))[0])[None]
+    truth = torch.zeros(3, 16, 16, 16)
+    truth[0] = 2.0
+    region = torch.zeros(16, 16, 16, dtype=torch.bool)
+    region[4:12, 4:12, 4:12] = True
+    known = PairSample(image, image, truth, region)
+    unknown = PairSample(image, image, None, region)  # a real or swapped pair: no truth
+    moving, fixed = collate([known, unknown], CPU)
+    field_truth, field_region = collate_truth([known, unknown], CPU)
+    assert field_region[0].sum() == region.sum() and not field_region[1].any()
+    predicted = torch.zeros(2, 3, 16, 16, 16)
+    predicted[:, 0] = 0.5  # error 1.5 voxels on the known pair, and anything on the other
+    predicted[1, 1] = 7.0
+    supervised = RegistrationLoss(smoothness_weight=0.0, ncc_kernel_vox=5, field_weight=0.1)
+    total, similarity, _, field_error = supervised(moving, fixed, predicted, field_truth, field_region)
+    assert float(field_error) == pytest.approx(1.5**2)
+    assert float(total) == pytest.approx(float(similarity) + 0.1 * 1.5**2, rel=1e-6)
+    unsupervised = RegistrationLoss(smoothness_weight=0.0, ncc_kernel_vox=5)
+    assert float(unsupervised(moving, fixed, predicted, field_truth, field_region)[0]) == pytest.approx(float(similarity))
+    only_unknown = collate_truth([unknown], CPU)
+    assert float(supervised(moving[1:], fixed[1:], predicted[1:], *only_unknown)[3]) == 0.0
+
+
+def test_the_field_term_teaches_a_known_field_that_the_images_alone_do_not_show():
+    image = ShiftedPair().pair.moving
+    truth = torch.zeros(3, 32, 32, 32)
+    truth[0] = 1.5
+    region = torch.zeros(32, 32, 32, dtype=torch.bool)
+    region[8:24, 8:24, 8:24] = True
+
+    class IdenticalImagesKnownShift:
+        def sample(self, index: int) -> PairSample:
+            return PairSample(image, image, truth, region)
+
+    learned_shift_vox = {}
+    for weight in (0.0, 1.0):
+        config = TrainingConfig(steps=15, batch_size=1, learning_rate=1e-3, field_weight=weight,
+                                validate_every=100, checkpoint_every=100)
+        model, optimizer = new_model_and_optimizer(SMALL, config, CPU)
+        train(model, optimizer, IdenticalImagesKnownShift(), config, progress=False)
+        with torch.inference_mode():
+            learned_shift_vox[weight] = float(model(image[None], image[None])[0, 0][region].mean())
+    assert abs(learned_shift_vox[0.0]) < 0.1  # unsupervised: identical images, no motion
+    assert learned_shift_vox[1.0] > 0.4  # supervised: pulled towards the known +1.5
 
 
 def test_training_is_deterministic_under_a_seed():

@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--smoothness-weight", type=float, default=1.0, help="lambda of the spatial-gradient penalty")
     parser.add_argument("--ncc-kernel", type=int, default=9, help="window of the local NCC in voxels")
+    parser.add_argument("--field-weight", type=float, default=0.0,
+                        help="weight of a supervised term, the squared error against the known field of "
+                             "synthetic pairs (not in the paper; default 0 = the paper's unsupervised loss)")
     parser.add_argument("--patch-shape", nargs=3, type=int, default=[64, 80, 80], help="training patch (multiples of 16)")
     parser.add_argument("--rotate-deg", type=float, default=10.0, help="augmentation: max rotation per axis")
     parser.add_argument("--integration-steps", type=int, default=7, help="scaling-and-squaring steps; 0 = plain displacement")
@@ -301,7 +304,8 @@ def _model_card(checkpoint: dict[str, object], digest: str, size_bytes: int) -> 
 
 - Command: `{run.get("command", "?")}`
 - Steps: {int(checkpoint["step"])} of {training["steps"]} (batch {training["batch_size"]}, Adam lr {training["learning_rate"]},
-  smoothness weight {training["smoothness_weight"]}, local NCC window {training["ncc_kernel_vox"]}, seed {training["seed"]})
+  smoothness weight {training["smoothness_weight"]}, local NCC window {training["ncc_kernel_vox"]},
+  supervised field weight {training.get("field_weight", 0.0)}, seed {training["seed"]})
 - Wall time: {float(run.get("wall_s", 0.0)) / 60:.1f} min on {run.get("hardware", "?")}
 - Training scans (synthetic BL/FU pairs made on the fly by `brainlossnet.deformation.synthesize_pair`:
   random smooth + rigid + atrophy-like deformation with known truth, own gain/bias/noise per image,
@@ -405,6 +409,7 @@ def main(argv: list[str]) -> int:
         learning_rate=args.learning_rate,
         smoothness_weight=args.smoothness_weight,
         ncc_kernel_vox=args.ncc_kernel,
+        field_weight=args.field_weight,
         seed=args.seed,
         validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every,
