@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from accuracy import KEYS, read_truth  # benchmarks/accuracy.py, next to this script
 
 DEFINITIONS = {"soft": "true_dbpv_pct", "p0.5": "true_dbpv_pct_p0.5", "pipeline mask": "true_dbpv_pct_pipeline"}
-KEYS = ["participant_id", "session_bl", "session_fu"]
 
 
 def slope_through_origin(truth: np.ndarray, estimate: np.ndarray) -> float:
@@ -44,8 +44,8 @@ def slope_through_origin(truth: np.ndarray, estimate: np.ndarray) -> float:
 
 def person_rows(sim_dir: Path, derivatives: Path) -> pd.DataFrame:
     """Truth and the participant level's results of the atrophy pairs with a non-zero truth."""
-    truth = pd.read_csv(sim_dir / "truth.tsv", sep="\t", dtype={"session_bl": str, "session_fu": str})
-    results = pd.read_csv(derivatives / "group_bvl.tsv", sep="\t", dtype={"session_bl": str, "session_fu": str})
+    truth = read_truth(sim_dir / "truth.tsv")
+    results = pd.read_csv(derivatives / "group_bvl.tsv", sep="\t", dtype={k: str for k in KEYS})
     pairs = truth.merge(results[[*KEYS, "dbpv", "bvl", "status"]], on=KEYS, how="inner")
     keep = (pairs["scenario"] == "atrophy") & (pairs["true_dbpv_pct"] != 0) & (pairs["status"] == "ok")
     return pairs[keep]

@@ -5,10 +5,10 @@ Loss = local normalised cross-correlation of the warped moving image with the fi
 spatial gradient of the displacement (MONAI ``DiffusionLoss``); Adam, learning rate 1e-4,
 batch size 2. Optionally (``field_weight`` > 0, off by default and not in the paper) a
 supervised term, the mean squared error of the predicted against the known field of a
-synthetic pair inside its intracranial mask, which lets a short CPU run learn what the
-unsupervised loss alone needs days of GPU time for (docs/training_notes.md). Augmentation: left-right flip and rotation (same for both images; done by the
-pair source), Gaussian noise on each image (pair source) and a random swap of the
-direction (here).
+synthetic pair inside its intracranial mask, the shortcut of SynthMorph-style training (on
+the CPU it has not yet made a network beat a zero field: docs/training_notes.md, run 5).
+Augmentation: left-right flip and rotation (same for both images; done by the pair source),
+Gaussian noise on each image (pair source) and a random swap of the direction (here).
 
 Training pairs come from a :class:`PairSource`: random access by sample index, so a pair is
 a pure function of (source seed, index), and resuming at step ``k`` continues with exactly
