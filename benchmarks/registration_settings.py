@@ -22,6 +22,7 @@ call prints the table of all of them. Seconds are CPU seconds of the registratio
     python benchmarks/registration_settings.py --calibrate-on SIM/myconnectome \\
         --measure-on SIM/chris SIM/niivue --cache-dir /tmp/settings \\
         --setting release: --setting steps25:steps=25 --setting smooth0.01:smoothness=0.01 \\
+        --setting run6:weights=RUN6/registration_unet.pt \\
         --out settings.md
 """
 
@@ -59,6 +60,17 @@ class RefinementSetting:
     learning_rate_vox: float = registration.REFINE_LEARNING_RATE_VOX
     smoothness: float = registration.REFINE_SMOOTHNESS_WEIGHT
     window_vox: int = registration.REFINE_NCC_KERNEL_VOX
+    weights: str = ""
+    """A weights file of ``brainlossnet train --export``; empty: the packaged weights."""
+
+    def weights_bytes(self) -> bytes | None:
+        """The candidate weights file's bytes, ``None`` for the packaged weights."""
+        return Path(self.weights).read_bytes() if self.weights else None
+
+    def model_version(self) -> str:
+        """Identity of the network this setting runs (the packaged one's or the candidate file's)."""
+        candidate = self.weights_bytes()
+        return registration.MODEL_VERSION if candidate is None else registration.model_version(candidate)
 
     @classmethod
     def parse(cls, text: str) -> tuple[str, RefinementSetting]:
@@ -70,7 +82,7 @@ class RefinementSetting:
             key, _, value = item.partition("=")
             if key not in types:
                 raise SystemExit(f"--setting {text}: unknown key {key!r} (known: {', '.join(types)})")
-            values[key] = int(value) if types[key] == "int" else float(value)
+            values[key] = {"int": int, "float": float, "str": str}[types[key]](value)
         if not name:
             raise SystemExit(f"--setting {text}: give it a name before ':'")
         return name, cls(**values)
@@ -97,7 +109,7 @@ def measure_pair(paths: dict[str, Path], setting: RefinementSetting, model: regi
 def run_setting(name: str, setting: RefinementSetting, sim_dirs: list[Path], cache_dir: Path,
                 model: registration.RegistrationUNet) -> pd.DataFrame:
     """Every pair of ``sim_dirs`` under one setting (cached); one row per pair."""
-    stamp = {"setting": dataclasses.asdict(setting), "model": registration.MODEL_VERSION}
+    stamp = {"setting": dataclasses.asdict(setting), "model": setting.model_version()}
     rows = []
     for sim_dir in sim_dirs:
         truth = read_truth(sim_dir / "truth.tsv")
@@ -175,15 +187,16 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     settings = dict(RefinementSetting.parse(text) for text in args.setting)
-    model = registration.load_registration_model("cpu")
     dev_dirs, test_dirs = [d.resolve() for d in args.calibrate_on], [d.resolve() for d in args.measure_on]
     calibration_pairs, measured_pairs = {}, {}
     for name, setting in settings.items():
+        model = registration.load_registration_model("cpu", setting.weights_bytes())
         calibration_pairs[name] = with_truth(run_setting(name, setting, dev_dirs, args.cache_dir, model), dev_dirs)
         measured_pairs[name] = with_truth(run_setting(name, setting, test_dirs, args.cache_dir, model), test_dirs)
     table = settings_table(calibration_pairs, measured_pairs)
     legend = [f"- `{name}`: {json.dumps(dataclasses.asdict(s))}" for name, s in settings.items()]
-    context = (f"Model {registration.MODEL_VERSION}; calibrated on {', '.join(d.name for d in dev_dirs)} "
+    models = ", ".join(sorted({s.model_version() for s in settings.values()}))
+    context = (f"Model(s) {models}; calibrated on {', '.join(d.name for d in dev_dirs)} "
                f"({len(next(iter(calibration_pairs.values())))} pairs), measured on "
                f"{', '.join(d.name for d in test_dirs)} ({len(next(iter(measured_pairs.values())))} pairs); "
                f"seconds: CPU of the registration, {args.threads} torch thread(s), load {os.getloadavg()[0]:.1f}.")

@@ -33,18 +33,23 @@ def _weights_bytes() -> bytes:
     return resources.files("brainlossnet").joinpath("data", "weights", WEIGHTS_FILE).read_bytes()
 
 
-def _model_version() -> str:
-    """``MODEL_NAME`` plus the first 12 hex digits of the weights' SHA-256."""
-    return f"{MODEL_NAME}+{hashlib.sha256(_weights_bytes()).hexdigest()[:12]}"
+def model_version(weights_bytes: bytes) -> str:
+    """``MODEL_NAME`` plus the first 12 hex digits of the weights file's SHA-256."""
+    return f"{MODEL_NAME}+{hashlib.sha256(weights_bytes).hexdigest()[:12]}"
 
 
-MODEL_VERSION: str = _model_version()
+MODEL_VERSION: str = model_version(_weights_bytes())
 """Identity of the packaged network (recorded in derivatives; an input of the register stage, so part of its cache key)."""
 
 
-def load_registration_model(device: str = "cpu") -> RegistrationUNet:
-    """The packaged registration network in evaluation mode on ``device`` (no network access)."""
-    payload = torch.load(io.BytesIO(_weights_bytes()), map_location="cpu", weights_only=True)
+def load_registration_model(device: str = "cpu", weights_bytes: bytes | None = None) -> RegistrationUNet:
+    """The registration network in evaluation mode on ``device`` (no network access).
+
+    ``weights_bytes``: a weights file written by ``brainlossnet train --export`` (benchmarks
+    compare candidates with it); ``None``, the packaged weights.
+    """
+    payload = torch.load(io.BytesIO(_weights_bytes() if weights_bytes is None else weights_bytes),
+                         map_location="cpu", weights_only=True)
     model = RegistrationUNet(RegistrationConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()

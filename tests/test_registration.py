@@ -68,6 +68,22 @@ def test_normalize_intensity_maps_the_robust_maximum_to_one_and_clips_negatives(
     np.testing.assert_array_equal(normalize_intensity(np.zeros((4, 4, 4))), np.zeros((4, 4, 4)))
 
 
+def test_a_candidate_weights_file_loads_in_place_of_the_packaged_one(tmp_path):
+    from brainlossnet.models.registration_unet import RegistrationConfig
+
+    config = RegistrationConfig(channels=(8, 16, 16, 16, 16, 16), final_conv_channels=(8,), correlation_radius_vox=1)
+    torch.manual_seed(3)
+    candidate = RegistrationUNet(config)
+    target = tmp_path / "registration_unet.pt"
+    torch.save({"config": config.to_dict(), "state_dict": candidate.state_dict()}, target)
+    weights = target.read_bytes()
+    loaded = registration.load_registration_model("cpu", weights)
+    assert loaded.config == config and not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), candidate.state_dict().values()))
+    assert registration.model_version(weights) != registration.MODEL_VERSION
+    assert registration.model_version(weights).startswith("blnet-reg-")
+
+
 def test_packaged_model_loads_and_predicts_a_float32_field():
     assert re.fullmatch(r"blnet-reg-\d+\.\d+\.\d+\+[0-9a-f]{12}", registration.MODEL_VERSION)
     model = registration.load_registration_model("cpu")

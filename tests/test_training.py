@@ -31,6 +31,7 @@ from brainlossnet.training import (
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
 SMALL = RegistrationConfig(channels=(8, 16, 16, 16, 16, 16), final_conv_channels=(8,))
+SMALL_CORRELATION = dataclasses.replace(SMALL, correlation_radius_vox=1)
 
 
 def phantom(shape=(48, 48, 48), seed=0) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +143,44 @@ def test_the_field_term_teaches_a_known_field_that_the_images_alone_do_not_show(
     assert learned_shift_vox[1.0] > 0.4  # supervised: pulled towards the known +1.5
 
 
+class RandomTranslations:
+    """Textured 32^3 images and their copies translated by a random vector of up to 1 voxel per axis."""
+
+    def __init__(self) -> None:
+        self.warp = make_warp(padding_mode="border")
+        self.region = torch.zeros(32, 32, 32, dtype=torch.bool)
+        self.region[8:24, 8:24, 8:24] = True
+
+    def sample(self, index: int) -> PairSample:
+        generator = torch.Generator().manual_seed(index)
+        coarse = torch.rand((1, 1, 12, 12, 12), generator=generator)
+        moving = torch.nn.functional.interpolate(coarse, size=(32, 32, 32), mode="trilinear", align_corners=True)[0]
+        truth = ((2 * torch.rand(3, generator=generator) - 1)).view(3, 1, 1, 1).expand(3, 32, 32, 32).clone()
+        fixed = self.warp(moving[None], truth[None])[0]
+        return PairSample(moving, fixed, truth, self.region)
+
+
+def test_the_correlation_input_lets_a_short_supervised_run_learn_translations_the_two_image_input_does_not():
+    # docs/training_notes.md, run 6: the same contrast on brain patches.
+    source = RandomTranslations()
+    held_out = [source.sample(10_000 + i) for i in range(8)]
+    config = TrainingConfig(steps=80, batch_size=4, learning_rate=1e-3, smoothness_weight=0.0, field_weight=1.0,
+                            validate_every=1000, checkpoint_every=1000)
+    error_vox = {}
+    for name, model_config in (("two images", SMALL), ("correlation", SMALL_CORRELATION)):
+        model_config = dataclasses.replace(model_config, integration_steps=0)
+        model, optimizer = new_model_and_optimizer(model_config, config, CPU)
+        train(model, optimizer, source, config, progress=False)
+        with torch.inference_mode():
+            error_vox[name] = float(np.mean([
+                torch.linalg.norm(model(p.moving[None], p.fixed[None])[0] - p.displacement, dim=0)[p.mask].mean()
+                for p in held_out
+            ]))
+    identity_vox = float(np.mean([torch.linalg.norm(p.displacement, dim=0)[p.mask].mean() for p in held_out]))
+    assert error_vox["correlation"] < 0.6 * identity_vox
+    assert error_vox["two images"] > 0.8 * identity_vox
+
+
 def test_training_is_deterministic_under_a_seed():
     source = SyntheticPairSource([phantom()], seed=3, patch_shape=(32, 32, 32))
     config = TrainingConfig(steps=3, batch_size=2, seed=11, validate_every=100, checkpoint_every=100)
@@ -189,15 +228,17 @@ def test_validate_scores_the_zero_field_error_of_a_known_shift():
     assert abs(record["tissue_change_pred_pct"]) < 1e-3  # ... and so does a near-zero field
 
 
-def test_export_writes_loadable_weights_and_a_model_card(tmp_path):
+@pytest.mark.parametrize("model_config", [SMALL, SMALL_CORRELATION], ids=["two images", "correlation input"])
+def test_export_writes_loadable_weights_and_a_model_card(tmp_path, model_config):
     config = TrainingConfig(steps=1, batch_size=1, validate_every=1, checkpoint_every=1)
-    model, optimizer = new_model_and_optimizer(SMALL, config, CPU)
+    model, optimizer = new_model_and_optimizer(model_config, config, CPU)
     history = train(model, optimizer, ShiftedPair(), config, progress=False)
     state = training_state(model, optimizer, 1, config, history)
     state["run"] = {"command": "brainlossnet train --steps 1", "wall_s": 1.0, "hardware": "test", "train_scans": ["a"], "holdout_scans": ["b"]}
     weights = train_cli.export_weights(state, tmp_path)
     payload = torch.load(weights, weights_only=True)
     reloaded = RegistrationUNet(RegistrationConfig.from_dict(payload["config"]))
+    assert reloaded.config == model_config
     reloaded.load_state_dict(payload["state_dict"])
     assert all(torch.equal(a, b) for a, b in zip(parameters(reloaded), parameters(model)))
     card = (tmp_path / "MODEL_CARD.md").read_text()
@@ -317,7 +358,8 @@ def test_cli_trains_on_the_real_pairs_of_a_participant_output(tmp_path, capsys):
     run_dir = tmp_path / "run"
     code = train_cli.main(["--real-pairs", str(derivatives), "--holdout", "sub-02", "--cache-dir", str(tmp_path / "cache"),
                            "--output-dir", str(run_dir), "--steps", "2", "--batch-size", "1", "--patch-shape", "16", "16", "16",
-                           "--validate-every", "2", "--no-progress", "--export", str(tmp_path / "weights")])
+                           "--validate-every", "2", "--no-progress", "--correlation-radius", "1",
+                           "--export", str(tmp_path / "weights")])
     assert code == 0
     err = capsys.readouterr().err
     assert "sub-03 1->2: status failed, left out" in err and "sub-bare 1->2: no" in err
@@ -328,6 +370,8 @@ def test_cli_trains_on_the_real_pairs_of_a_participant_output(tmp_path, capsys):
     assert np.isfinite(record["ncc_after"]) and "field_error_mm" not in record  # a real pair has no known field
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 6  # BL, FU and mask of both usable pairs
     assert "Real BL/FU pairs in halfway space" in (tmp_path / "weights" / "MODEL_CARD.md").read_text()
+    exported = torch.load(tmp_path / "weights" / "registration_unet.pt", weights_only=True)
+    assert exported["config"]["correlation_radius_vox"] == 1
 
 
 def test_cli_refuses_real_pairs_it_cannot_use(tmp_path, capsys):

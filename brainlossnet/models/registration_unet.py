@@ -4,8 +4,9 @@ Input: a moving and a fixed image of one shape (any multiple of 16 per axis). Ou
 dense displacement field that warps the moving image onto the fixed one, in voxels, in the
 pull-back convention ``warped(x) = moving(x + u(x))``.
 
-Built for CPUs: the pair is average-pooled 2x, MONAI's VoxelMorph U-Net predicts a field
-at half resolution, which (by default) is a stationary velocity field integrated by scaling
+Built for CPUs: the pair is average-pooled 2x (optionally joined by its difference and
+local correlation volume, ``RegistrationConfig.correlation_radius_vox``), MONAI's VoxelMorph
+U-Net predicts a field at half resolution, which (by default) is a stationary velocity field integrated by scaling
 and squaring (MONAI ``DVF2DDF``, as in SynthMorph) so the displacement is diffeomorphic;
 the half-resolution displacement is then upsampled trilinearly to full resolution and
 doubled (its unit becomes full-resolution voxels).
@@ -28,6 +29,8 @@ import torch.nn.functional as F
 from monai.networks.blocks import DVF2DDF, Warp
 from monai.networks.nets import VoxelMorphUNet
 from torch import nn
+
+from brainlossnet.models.local_correlation import correlation_channels, local_correlation_volume
 
 MODEL_NAME = "blnet-reg-0.1.0"
 """Architecture/training-recipe version; ``brainlossnet.registration.MODEL_VERSION`` appends the weights' hash."""
@@ -54,11 +57,20 @@ class RegistrationConfig:
         Channels of the convolutions between the U-Net and the 3-channel field.
     integration_steps
         Scaling-and-squaring steps; 0 makes the network output a plain displacement.
+    correlation_radius_vox
+        0: the paper's input, the two images. ``r`` > 0: the U-Net also sees their
+        difference and their local correlation at every half-resolution shift up to ``r``
+        per axis (:func:`~brainlossnet.models.local_correlation.local_correlation_volume`),
+        which lets a short training run see sub-voxel displacements.
+    correlation_window_vox
+        Window edge of those local correlations (half-resolution voxels, odd).
     """
 
     channels: tuple[int, ...] = (16, 32, 32, 32, 32, 32)
     final_conv_channels: tuple[int, ...] = (16, 16)
     integration_steps: int = 7
+    correlation_radius_vox: int = 0
+    correlation_window_vox: int = 5
 
     def to_dict(self) -> dict[str, object]:
         """Plain-JSON form, for checkpoints and the model card."""
@@ -66,12 +78,21 @@ class RegistrationConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> RegistrationConfig:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; weights saved before the correlation input get the paper's input."""
         return cls(
             channels=tuple(int(c) for c in values["channels"]),  # type: ignore[union-attr]
             final_conv_channels=tuple(int(c) for c in values["final_conv_channels"]),  # type: ignore[union-attr]
             integration_steps=int(values["integration_steps"]),  # type: ignore[arg-type]
+            correlation_radius_vox=int(values.get("correlation_radius_vox", 0)),  # type: ignore[arg-type]
+            correlation_window_vox=int(values.get("correlation_window_vox", 5)),  # type: ignore[arg-type]
         )
+
+    @property
+    def input_channels(self) -> int:
+        """Channels the U-Net reads: 2 images, or images, difference and correlation volume."""
+        if self.correlation_radius_vox == 0:
+            return 2
+        return 3 + correlation_channels(self.correlation_radius_vox)
 
 
 def normalize_intensity(image: np.ndarray) -> np.ndarray:
@@ -141,7 +162,7 @@ class RegistrationUNet(nn.Module):
         self.config = config or RegistrationConfig()
         self.unet = VoxelMorphUNet(
             spatial_dims=3,
-            in_channels=2,
+            in_channels=self.config.input_channels,
             unet_out_channels=self.config.final_conv_channels[0],
             channels=self.config.channels,
             final_conv_channels=self.config.final_conv_channels,
@@ -163,7 +184,15 @@ class RegistrationUNet(nn.Module):
         spatial = tuple(moving.shape[2:])
         if any(n % SHAPE_MULTIPLE for n in spatial):
             raise ValueError(f"every axis must be a multiple of {SHAPE_MULTIPLE}, got {spatial}")
-        return self.unet(F.avg_pool3d(torch.cat([moving, fixed], dim=1), kernel_size=2))
+        moving_half = F.avg_pool3d(moving, kernel_size=2)
+        fixed_half = F.avg_pool3d(fixed, kernel_size=2)
+        inputs = [moving_half, fixed_half]
+        if self.config.correlation_radius_vox > 0:
+            correlation = local_correlation_volume(
+                moving_half, fixed_half, self.config.correlation_radius_vox, self.config.correlation_window_vox
+            )
+            inputs += [fixed_half - moving_half, correlation]
+        return self.unet(torch.cat(inputs, dim=1))
 
     def half_resolution_displacement(self, field: torch.Tensor, integration_steps: int | None = None) -> torch.Tensor:
         """``exp(field)`` by scaling and squaring (or ``field`` itself without integration), half-resolution voxels.

@@ -37,9 +37,32 @@ def test_shapes_that_are_not_multiples_of_16_or_differ_are_rejected():
         model(torch.rand(1, 1, 32, 32, 32), torch.rand(1, 1, 32, 32, 16))
 
 
-def test_config_round_trips_through_its_dict():
-    config = RegistrationConfig(channels=(8, 16, 16, 16, 16, 16), final_conv_channels=(8,), integration_steps=0)
+@pytest.mark.parametrize("radius", [0, 1])
+def test_config_round_trips_through_its_dict(radius):
+    config = RegistrationConfig(channels=(8, 16, 16, 16, 16, 16), final_conv_channels=(8,), integration_steps=0,
+                                correlation_radius_vox=radius)
     assert RegistrationConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_config_saved_before_the_correlation_input_gets_the_papers_two_image_input():
+    saved = {"channels": [16, 32, 32, 32, 32, 32], "final_conv_channels": [16, 16], "integration_steps": 7}
+    config = RegistrationConfig.from_dict(saved)
+    assert config.correlation_radius_vox == 0
+    assert config.input_channels == 2
+
+
+def test_the_correlation_input_adds_the_difference_and_one_channel_per_shift():
+    config = RegistrationConfig(channels=(8, 16, 16, 16, 16, 16), final_conv_channels=(8,), correlation_radius_vox=1)
+    assert config.input_channels == 2 + 1 + 27
+    torch.manual_seed(0)
+    model = RegistrationUNet(config).eval()
+    first_conv = next(m for m in model.unet.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first_conv.in_channels == 30
+    moving, fixed = torch.rand(1, 1, 32, 32, 48), torch.rand(1, 1, 32, 32, 48)
+    with torch.inference_mode():
+        field = model(moving, fixed)
+    assert field.shape == (1, 3, 32, 32, 48)
+    assert torch.isfinite(field).all()
 
 
 def test_monai_warp_pulls_back_a_known_integer_shift():

@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patch-shape", nargs=3, type=int, default=[64, 80, 80], help="training patch (multiples of 16)")
     parser.add_argument("--rotate-deg", type=float, default=10.0, help="augmentation: max rotation per axis")
     parser.add_argument("--integration-steps", type=int, default=7, help="scaling-and-squaring steps; 0 = plain displacement")
+    parser.add_argument("--correlation-radius", type=int, default=0,
+                        help="0 = the paper's two-image input; r > 0 adds the pair's difference and local "
+                             "correlation at every half-resolution shift up to r (a short CPU run learns with r = 1; "
+                             "docs/training_notes.md, run 6)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -294,7 +298,8 @@ def _model_card(checkpoint: dict[str, object], digest: str, size_bytes: int) -> 
 
 - Model version: `{MODEL_NAME}+{digest[:12]}` (SHA-256 `{digest}`, {size_bytes / 1e6:.2f} MB)
 - Architecture: `brainlossnet.models.registration_unet.RegistrationUNet`, config `{json.dumps(checkpoint["model_config"])}`:
-  the pair is average-pooled 2x, MONAI's VoxelMorph U-Net predicts a stationary velocity field at
+  the pair is average-pooled 2x (with `correlation_radius_vox` > 0 joined by its difference and local
+  correlation volume), MONAI's VoxelMorph U-Net predicts a stationary velocity field at
   half resolution, integrated by scaling and squaring, upsampled trilinearly to full resolution.
   Output: displacement in voxels, pull-back (`moving(x + u(x)) ≈ fixed(x)`).
 - Input: two 1 mm crops (every axis a multiple of 16), each normalised by `normalize_intensity`
@@ -455,7 +460,7 @@ def main(argv: list[str]) -> int:
         previous_wall_s = float(state.get("run", {}).get("wall_s", 0.0))
         print(f"resuming from {checkpoint_file} at step {start_step}")
     else:
-        model, optimizer = new_model_and_optimizer(RegistrationConfig(integration_steps=args.integration_steps), config, device)
+        model, optimizer = new_model_and_optimizer(RegistrationConfig(integration_steps=args.integration_steps, correlation_radius_vox=args.correlation_radius), config, device)
         start_step, history = 0, None
 
     started = time.monotonic()
