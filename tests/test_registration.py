@@ -8,7 +8,7 @@ import torch
 from monai.losses import LocalNormalizedCrossCorrelationLoss
 
 from brainlossnet import registration
-from brainlossnet.models.registration_unet import RegistrationUNet, make_warp, normalize_intensity
+from brainlossnet.models.registration_unet import RegistrationConfig, RegistrationUNet, make_warp, normalize_intensity
 
 torch.set_num_threads(1)
 
@@ -69,8 +69,6 @@ def test_normalize_intensity_maps_the_robust_maximum_to_one_and_clips_negatives(
 
 
 def test_a_candidate_weights_file_loads_in_place_of_the_packaged_one(tmp_path):
-    from brainlossnet.models.registration_unet import RegistrationConfig
-
     config = RegistrationConfig(channels=(8, 16, 16, 16, 16, 16), final_conv_channels=(8,), correlation_radius_vox=1)
     torch.manual_seed(3)
     candidate = RegistrationUNet(config)

@@ -155,7 +155,7 @@ class RandomTranslations:
         generator = torch.Generator().manual_seed(index)
         coarse = torch.rand((1, 1, 12, 12, 12), generator=generator)
         moving = torch.nn.functional.interpolate(coarse, size=(32, 32, 32), mode="trilinear", align_corners=True)[0]
-        truth = ((2 * torch.rand(3, generator=generator) - 1)).view(3, 1, 1, 1).expand(3, 32, 32, 32).clone()
+        truth = (2 * torch.rand(3, generator=generator) - 1).view(3, 1, 1, 1).expand(3, 32, 32, 32).clone()
         fixed = self.warp(moving[None], truth[None])[0]
         return PairSample(moving, fixed, truth, self.region)
 

@@ -89,7 +89,11 @@ class RegistrationConfig:
 
     @property
     def input_channels(self) -> int:
-        """Channels the U-Net reads: 2 images, or images, difference and correlation volume."""
+        """Channels the U-Net reads: 2 images, or images, difference and correlation volume.
+
+        The difference (optical flow's temporal derivative) also makes the count even, which
+        MONAI's ``VoxelMorphUNet`` requires: ``(2r+1)^3`` is odd.
+        """
         if self.correlation_radius_vox == 0:
             return 2
         return 3 + correlation_channels(self.correlation_radius_vox)

@@ -460,7 +460,9 @@ def main(argv: list[str]) -> int:
         previous_wall_s = float(state.get("run", {}).get("wall_s", 0.0))
         print(f"resuming from {checkpoint_file} at step {start_step}")
     else:
-        model, optimizer = new_model_and_optimizer(RegistrationConfig(integration_steps=args.integration_steps, correlation_radius_vox=args.correlation_radius), config, device)
+        model_config = RegistrationConfig(integration_steps=args.integration_steps,
+                                          correlation_radius_vox=args.correlation_radius)
+        model, optimizer = new_model_and_optimizer(model_config, config, device)
         start_step, history = 0, None
 
     started = time.monotonic()
