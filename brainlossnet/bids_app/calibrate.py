@@ -1,10 +1,16 @@
-"""``brainlossnet calibrate RESULTS.tsv --reference COLUMN|TSV -o profile.json``.
+"""``brainlossnet calibrate RESULTS.tsv [RESULTS.tsv ...] --reference COLUMN|TSV [...] -o profile.json``.
 
 Fits the calibration constants of the paper's Eqs. 5-8 (m_TIV, m_scale;
-:mod:`brainlossnet.calibration_fit`) to the raw changes ``dbpv`` and ``dtiv`` of a
-``group_bvl.tsv`` and a reference change per pair, and writes a calibration profile that
-the participant level takes with ``--calibration profile.json``, with a figure of both
-fits next to it (``profile_fit.png``, after the paper's Fig. 2).
+:mod:`brainlossnet.calibration_fit`) to the raw changes ``dbpv`` and ``dtiv`` of one or
+more ``group_bvl.tsv`` tables and a reference change per pair, and writes a calibration
+profile that the participant level takes with ``--calibration profile.json``, with a
+figure of both fits next to it (``profile_fit.png``, after the paper's Fig. 2).
+
+Several tables (e.g. one per site, scanner or simulated person) are fitted together as
+one set of pairs; each table has its own reference (one ``--reference`` per table, or one
+for all), and pairs of different tables never match each other's reference rows, so
+tables may reuse participant labels. The profile records, per table, how the common
+constants fit it (slope of BVL on the reference), which shows whether the tables agree.
 
 The reference is either a column of RESULTS.tsv (e.g. ``siena_pbvc`` added by the user)
 or a TSV keyed by ``participant_id``, ``session_bl``, ``session_fu`` (with or without the
@@ -40,7 +46,7 @@ import pandas as pd
 from brainlossnet import __version__
 from brainlossnet.bids_app.derivatives import atomic_write_json, read_pair_records
 from brainlossnet.calibration import profile_from_dict
-from brainlossnet.calibration_fit import CalibrationFit, fit_calibration
+from brainlossnet.calibration_fit import CalibrationFit, fit_calibration, fit_line
 
 LOGGER = logging.getLogger("brainlossnet.calibrate")
 
@@ -157,10 +163,72 @@ def collect_pairs(
     return pairs, {reason: n for reason, n in excluded.items() if n}, reference_name
 
 
-def recorded_model(results_path: Path, pairs: pd.DataFrame) -> str | None:
+def collect_datasets(
+    results_paths: list[Path], references: list[str], reference_column: str = DEFAULT_REFERENCE_COLUMN
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The pairs of several results tables, each matched to its own reference.
+
+    Parameters
+    ----------
+    results_paths
+        ``group_bvl.tsv`` tables.
+    references
+        One reference (column or TSV, as in :func:`collect_pairs`) per table, or one for all.
+    reference_column
+        The value column of the reference TSVs.
+
+    Returns
+    -------
+    pairs : pandas.DataFrame
+        The usable pairs of all tables (as :func:`collect_pairs`), with a column
+        ``dataset``: the index of the table each comes from.
+    datasets : list of dict
+        Per table: ``results`` (its path), ``reference`` (in words), ``n_pairs`` and
+        ``n_excluded`` (reason -> count).
+
+    Raises
+    ------
+    ValueError
+        If the number of references is neither 1 nor that of the tables.
+    CalibrationInputError
+        As :func:`collect_pairs`.
+    """
+    if len(references) not in (1, len(results_paths)):
+        raise ValueError(f"{len(references)} references for {len(results_paths)} results tables: "
+                         "give one --reference for all tables or one per table, in the same order")
+    tables, datasets = [], []
+    for index, results_path in enumerate(results_paths):
+        reference = references[index if len(references) > 1 else 0]
+        pairs, excluded, reference_name = collect_pairs(results_path, reference, reference_column)
+        tables.append(pairs.assign(dataset=index))
+        datasets.append({"results": str(results_path.resolve()), "reference": reference_name,
+                         "n_pairs": len(pairs), "n_excluded": excluded})
+    return pd.concat(tables, ignore_index=True), datasets
+
+
+def dataset_agreement(pairs: pd.DataFrame, fit: CalibrationFit) -> list[dict[str, float]]:
+    """How the common constants fit each table: slope of BVL (Eq. 8) on the reference, mean BVL - reference.
+
+    The slope is that of an ordinary least-squares line (NaN for a table with fewer than
+    3 pairs or no spread of the reference), as in the accuracy benchmark.
+    """
+    agreement = []
+    for _, table in pairs.groupby("dataset", sort=True):
+        reference = table["reference"].to_numpy(float)
+        bvl = (table["dbpv"].to_numpy(float) - fit.m_tiv * table["dtiv"].to_numpy(float)) / fit.m_scale
+        try:
+            slope = fit_line(reference, bvl).slope
+        except ValueError:
+            slope = float("nan")
+        agreement.append({"bvl_slope": slope, "bvl_minus_reference_mean_pct": float(np.mean(bvl - reference))})
+    return agreement
+
+
+def recorded_models(results_paths: list[Path], pairs: pd.DataFrame) -> str | None:
     """The registration model version recorded by the per-pair results of ``pairs``.
 
-    Reads the ``_bvl.json`` files of the derivatives folder that holds RESULTS.tsv.
+    Reads the ``_bvl.json`` files of the derivatives folder that holds each results
+    table, for the pairs of that table (``pairs["dataset"]`` indexes ``results_paths``).
 
     Returns
     -------
@@ -172,16 +240,20 @@ def recorded_model(results_path: Path, pairs: pd.DataFrame) -> str | None:
     CalibrationDataError
         If the pairs were computed by more than one model.
     """
-    wanted = set(pairs.loc[:, list(KEY_COLUMNS)].itertuples(index=False, name=None))
-    records = read_pair_records(results_path.parent, lambda path, why: LOGGER.warning("%s: %s", path, why))
-    versions = Counter(
-        str(record["model_version"]) for record in records
-        if record.get("model_version")
-        and (str(record["participant_id"]), str(record["session_bl"]), str(record["session_fu"])) in wanted
-    )
+    versions: Counter[str] = Counter()
+    for index, results_path in enumerate(results_paths):
+        table = pairs.loc[pairs["dataset"] == index, list(KEY_COLUMNS)]
+        wanted = set(table.itertuples(index=False, name=None))
+        records = read_pair_records(results_path.parent, lambda path, why: LOGGER.warning("%s: %s", path, why))
+        versions.update(
+            str(record["model_version"]) for record in records
+            if record.get("model_version")
+            and (str(record["participant_id"]), str(record["session_bl"]), str(record["session_fu"])) in wanted
+        )
     if len(versions) > 1:
         listed = ", ".join(f"{version} ({n} pairs)" for version, n in versions.most_common())
-        raise CalibrationDataError(f"{results_path}: the pairs come from several models: {listed}; "
+        named = ", ".join(str(path) for path in results_paths)
+        raise CalibrationDataError(f"{named}: the pairs come from several models: {listed}; "
                                    "calibrate each model on its own results")
     return next(iter(versions), None)
 
@@ -191,9 +263,7 @@ def profile_document(
     *,
     name: str,
     model: str,
-    reference_name: str,
-    results_path: Path,
-    excluded: dict[str, int],
+    datasets: list[dict[str, Any]],
     source_description: str,
     description: str | None = None,
     plot_name: str | None = None,
@@ -202,20 +272,22 @@ def profile_document(
     """The calibration profile JSON (format of :class:`brainlossnet.calibration.CalibrationProfile`).
 
     ``m_tiv`` and ``m_scale`` are the fitted constants; ``fit`` holds the statistics of
-    both regressions (n, 95 % intervals, r², residual SD), what was left out, the
-    reference, the source data, the date and the brainlossnet version.
+    both regressions (n, 95 % intervals, r², residual SD), what was left out, the source
+    data, the date, the brainlossnet version and ``datasets``: one entry per results
+    table (from :func:`collect_datasets`, with :func:`dataset_agreement`'s numbers).
     """
+    excluded: Counter[str] = Counter()
+    for dataset in datasets:
+        excluded.update(dataset["n_excluded"])
     moment = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     distortion = fit.distortion
     statistics: dict[str, Any] = {
         "method": CI_METHOD,
         "date": moment.isoformat(),
         "brainlossnet_version": __version__,
-        "reference": reference_name,
-        "results": str(results_path.resolve()),
         "source_data": source_description,
         "n_pairs": fit.rescaling.n,
-        "n_excluded": excluded,
+        "n_excluded": dict(excluded),
         "m_tiv_fixed": distortion is None,
     }
     if distortion is not None:
@@ -237,6 +309,7 @@ def profile_document(
         "bvl_minus_reference_mean_pct": fit.bvl_minus_reference_mean_pct,
         "bvl_minus_reference_sd_pct": fit.bvl_minus_reference_sd_pct,
     })
+    statistics["datasets"] = datasets
     if plot_name:
         statistics["plot"] = plot_name
     return {
@@ -247,7 +320,7 @@ def profile_document(
         "model": model,
         "description": description or (
             f"Fitted by brainlossnet calibrate {__version__} on {fit.rescaling.n} pairs against "
-            f"{reference_name} (Eqs. 5-8); valid for model {model} only."
+            f"{'; '.join(sorted({d['reference'] for d in datasets}))} (Eqs. 5-8); valid for model {model} only."
         ),
         "fit": statistics,
     }
@@ -309,10 +382,12 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 written, 64 usage error, 65 the data do not allow a fit, 66 input missing, "
                "73 output cannot be written. See docs/calibration.md.",
     )
-    parser.add_argument("results", type=Path, metavar="RESULTS.tsv", help="group_bvl.tsv of the participant level")
-    parser.add_argument("--reference", required=True, metavar="COLUMN|TSV",
+    parser.add_argument("results", type=Path, nargs="+", metavar="RESULTS.tsv",
+                        help="group_bvl.tsv of the participant level; several are fitted together")
+    parser.add_argument("--reference", required=True, action="append", metavar="COLUMN|TSV",
                         help="reference change in percent (negative = loss): a column of RESULTS.tsv, or a TSV "
-                             "keyed by participant_id, session_bl, session_fu")
+                             "keyed by participant_id, session_bl, session_fu; once for all tables or once per "
+                             "table, in their order")
     parser.add_argument("--reference-column", default=DEFAULT_REFERENCE_COLUMN, metavar="COLUMN",
                         help=f"value column of a reference TSV (default: {DEFAULT_REFERENCE_COLUMN})")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="PROFILE.json",
@@ -332,21 +407,31 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``brainlossnet calibrate``; return the exit code (see the module docstring)."""
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exit_:
         return EXIT_OK if exit_.code in (None, 0) else EXIT_USAGE
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     LOGGER.setLevel(logging.INFO)
     try:
-        pairs, excluded, reference_name = collect_pairs(args.results, args.reference, args.reference_column)
-        for reason, count in excluded.items():
-            LOGGER.info("left out %d pair(s): %s", count, reason)
+        pairs, datasets = collect_datasets(args.results, args.reference, args.reference_column)
+    except ValueError as err:
+        LOGGER.error("%s", err)
+        return EXIT_USAGE
+    except CalibrationInputError as err:
+        LOGGER.error("%s", err)
+        return EXIT_NOINPUT
+    try:
+        for dataset in datasets:
+            for reason, count in dataset["n_excluded"].items():
+                LOGGER.info("%s: left out %d pair(s): %s", dataset["results"], count, reason)
         try:
             fit = fit_calibration(pairs["dbpv"], pairs["dtiv"], pairs["reference"], m_tiv=args.m_tiv)
         except ValueError as err:
-            raise CalibrationDataError(f"{args.results}: {len(pairs)} usable pair(s); {err}") from None
-        model = recorded_model(args.results, pairs)
+            named = ", ".join(str(path) for path in args.results)
+            raise CalibrationDataError(f"{named}: {len(pairs)} usable pair(s); {err}") from None
+        model = recorded_models(args.results, pairs)
         if args.model:
             if model and model != args.model:
                 LOGGER.warning("--model %s differs from the model recorded with the results (%s)", args.model, model)
@@ -354,30 +439,29 @@ def main(argv: list[str] | None = None) -> int:
         if model is None:
             from brainlossnet.registration import MODEL_VERSION
 
-            LOGGER.warning("no model version recorded next to %s; assuming the installed model %s",
-                           args.results, MODEL_VERSION)
+            LOGGER.warning("no model version recorded next to the results; assuming the installed model %s",
+                           MODEL_VERSION)
             model = MODEL_VERSION
-    except CalibrationInputError as err:
-        LOGGER.error("%s", err)
-        return EXIT_NOINPUT
     except CalibrationDataError as err:
         LOGGER.error("%s", err)
         return EXIT_DATAERR
     if abs(fit.corr_dtiv_reference) > 0.3:
         LOGGER.warning("dTIV correlates with the reference (r = %.2f): the slope of Eq. 5 mixes distortion "
                        "with true change", fit.corr_dtiv_reference)
+    for dataset, agreement in zip(datasets, dataset_agreement(pairs, fit)):
+        dataset.update(agreement)
     output = args.output.absolute()
     plot_path = None if args.no_plot else output.with_name(f"{output.stem}_fit.png")
-    label = args.reference_column if Path(args.reference).is_file() else args.reference
+    labels = {args.reference_column if Path(reference).is_file() else reference for reference in args.reference}
     document = profile_document(
-        fit, name=args.name or output.stem, model=model, reference_name=reference_name,
-        results_path=args.results, excluded=excluded, source_description=args.source_description,
-        description=args.description, plot_name=plot_path.name if plot_path else None,
+        fit, name=args.name or output.stem, model=model, datasets=datasets,
+        source_description=args.source_description, description=args.description,
+        plot_name=plot_path.name if plot_path else None,
     )
     profile_from_dict(document)  # the participant level must be able to read it
     try:
         if plot_path:
-            save_fit_plot(plot_path, pairs, fit, label)
+            save_fit_plot(plot_path, pairs, fit, ", ".join(sorted(labels)))
         atomic_write_json(output, document)
     except OSError as err:
         LOGGER.error("%s: cannot write the profile (%s)", output, " ".join(str(err).split()))
@@ -386,7 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{output}: m_tiv = {fit.m_tiv:.4f}"
           + (f" [{ci['m_tiv_ci95'][0]:.4f}, {ci['m_tiv_ci95'][1]:.4f}]" if fit.distortion else " (fixed)")
           + f", m_scale = {fit.m_scale:.4f} [{ci['m_scale_ci95'][0]:.4f}, {ci['m_scale_ci95'][1]:.4f}]"
-          + f", n = {fit.rescaling.n}, left out {sum(excluded.values())}")
+          + f", n = {fit.rescaling.n}, left out {sum(ci['n_excluded'].values())}")
+    if len(datasets) > 1:
+        for dataset in datasets:
+            print(f"  {dataset['results']}: n = {dataset['n_pairs']}, slope of BVL on the reference "
+                  f"{dataset['bvl_slope']:.3f}, mean BVL - reference {dataset['bvl_minus_reference_mean_pct']:+.3f} %")
     return EXIT_OK
 
 

@@ -17,7 +17,8 @@ from brainlossnet.calibration import load_profile
 M_TIV, M_SCALE = 0.85, 0.4
 
 
-def _write_results(folder: Path, n: int = 40, seed: int = 0, model: str = "net-a") -> tuple[Path, Path]:
+def _write_results(folder: Path, n: int = 40, seed: int = 0, model: str = "net-a",
+                   m_scale: float = M_SCALE) -> tuple[Path, Path]:
     """A group_bvl.tsv of n ok pairs following Eqs. 5/7 plus two failed ones, and a truth table.
 
     Sessions are written without prefix in the results and with ``ses-`` in the truth, so
@@ -26,7 +27,7 @@ def _write_results(folder: Path, n: int = 40, seed: int = 0, model: str = "net-a
     rng = np.random.default_rng(seed)
     truth = rng.uniform(-2.0, 0.0, n)
     dtiv = rng.normal(0.0, 0.5, n)
-    dbpv = M_SCALE * truth + M_TIV * dtiv - 0.05 + rng.normal(0.0, 0.02, n)
+    dbpv = m_scale * truth + M_TIV * dtiv - 0.05 + rng.normal(0.0, 0.02, n)
     rows, truth_rows = [], ["participant_id\tsession_bl\tsession_fu\ttrue_dbpv_pct\tother"]
     for i in range(n):
         values = dict.fromkeys(COLUMNS, "n/a") | {
@@ -70,7 +71,10 @@ def test_fit_against_a_truth_table_writes_a_profile_the_app_reads(tmp_path):
     assert (profile.m_tiv, profile.m_scale) == pytest.approx((M_TIV, M_SCALE), abs=0.1)
     assert fit["n_pairs"] == 39
     assert fit["n_excluded"] == {"status failed": 2, "no reference": 1}
-    assert "true_dbpv_pct" in fit["reference"] and fit["source_data"] == "synthetic test pairs"
+    assert fit["source_data"] == "synthetic test pairs"
+    (dataset,) = fit["datasets"]
+    assert dataset["results"] == str(results.resolve()) and "true_dbpv_pct" in dataset["reference"]
+    assert dataset["n_pairs"] == 39 and dataset["bvl_slope"] == pytest.approx(1.0, abs=0.02)
     assert fit["c_tiv_ci95"][0] < fit["c_tiv"] < fit["c_tiv_ci95"][1] and 0 < fit["r2_scale"] <= 1
     assert fit["brainlossnet_version"] and fit["date"] and not fit["m_tiv_fixed"]
     plot = profile_path.with_name("site_fit.png")
@@ -86,7 +90,7 @@ def test_reference_column_of_the_results_and_a_fixed_m_tiv(tmp_path):
     profile = load_profile(out)
     assert profile.name == "vs-siena" and profile.m_tiv == 0.85 and profile.fit["m_tiv_fixed"]
     assert profile.fit["m_scale_ci95"][0] < M_SCALE < profile.fit["m_scale_ci95"][1]
-    assert profile.fit["n_pairs"] == 40 and "siena_pbvc" in profile.fit["reference"]
+    assert profile.fit["n_pairs"] == 40 and "siena_pbvc" in profile.fit["datasets"][0]["reference"]
     assert not (tmp_path / "p_fit.png").exists()
 
 
@@ -110,3 +114,43 @@ def test_results_of_two_models_are_refused(tmp_path, caplog):
     record_path.write_text(json.dumps(json.loads(record_path.read_text()) | {"model_version": "net-b"}))
     assert calibrate.main([str(results), "--reference", str(truth), "-o", str(tmp_path / "p.json")]) == 65
     assert "net-a" in caplog.text and "net-b" in caplog.text
+
+
+def test_several_tables_are_fitted_together_each_against_its_own_reference(tmp_path, capsys):
+    """Tables reuse participant labels; each matches only its own truth; the profile says how each fits."""
+    low, _ = _write_results(tmp_path / "a" / "derivatives", seed=3, m_scale=0.3)
+    high, _ = _write_results(tmp_path / "b" / "derivatives", seed=4, m_scale=0.5)
+    out = tmp_path / "p.json"
+    code = calibrate.main([str(low), str(high), "--reference", str(tmp_path / "a" / "truth.tsv"),
+                           "--reference", str(tmp_path / "b" / "truth.tsv"), "-o", str(out), "--no-plot",
+                           "--m-tiv", str(M_TIV)])
+    assert code == 0
+    profile = load_profile(out)
+    assert 0.3 < profile.m_scale < 0.5
+    assert profile.fit["n_pairs"] == 78 and profile.fit["n_excluded"] == {"status failed": 4, "no reference": 2}
+    first, second = profile.fit["datasets"]
+    assert first["results"] == str(low.resolve()) and second["results"] == str(high.resolve())
+    assert first["bvl_slope"] == pytest.approx(0.3 / profile.m_scale, abs=0.03)
+    assert second["bvl_slope"] == pytest.approx(0.5 / profile.m_scale, abs=0.03)
+    assert "slope of BVL on the reference" in capsys.readouterr().out
+
+
+def test_one_reference_column_serves_every_table_but_other_counts_are_refused(tmp_path, caplog):
+    first, _ = _write_results(tmp_path / "a" / "derivatives", seed=5)
+    second, _ = _write_results(tmp_path / "b" / "derivatives", seed=6)
+    out = tmp_path / "p.json"
+    assert calibrate.main([str(first), str(second), "--reference", "siena_pbvc", "-o", str(out), "--no-plot"]) == 0
+    assert load_profile(out).fit["n_pairs"] == 80
+    out.unlink()
+    third, _ = _write_results(tmp_path / "c" / "derivatives", seed=7)
+    code = calibrate.main([str(first), str(second), str(third), "--reference", "siena_pbvc",
+                           "--reference", "siena_pbvc", "-o", str(out)])
+    assert code == 64 and "2 references for 3 results tables" in caplog.text
+    assert not out.exists()
+
+
+def test_tables_of_two_models_are_refused(tmp_path, caplog):
+    first, _ = _write_results(tmp_path / "a" / "derivatives", n=6)
+    second, _ = _write_results(tmp_path / "b" / "derivatives", n=6, model="net-b")
+    code = calibrate.main([str(first), str(second), "--reference", "siena_pbvc", "-o", str(tmp_path / "p.json")])
+    assert code == 65 and "net-a" in caplog.text and "net-b" in caplog.text
