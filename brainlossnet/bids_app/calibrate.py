@@ -7,10 +7,11 @@ profile that the participant level takes with ``--calibration profile.json``, wi
 figure of both fits next to it (``profile_fit.png``, after the paper's Fig. 2).
 
 Several tables (e.g. one per site, scanner or simulated person) are fitted together as
-one set of pairs; each table has its own reference (one ``--reference`` per table, or one
-for all), and pairs of different tables never match each other's reference rows, so
-tables may reuse participant labels. The profile records, per table, how the common
-constants fit it (slope of BVL on the reference), which shows whether the tables agree.
+one set of pairs. Each table is matched to its own ``--reference`` (one per table, in
+order), so tables may reuse participant labels; a single ``--reference`` serves every
+table (a column they all have, or one TSV whose rows each table matches by its keys).
+The profile records, per table, how the common constants fit it (slope of BVL on the
+reference), which shows whether the tables agree.
 
 The reference is either a column of RESULTS.tsv (e.g. ``siena_pbvc`` added by the user)
 or a TSV keyed by ``participant_id``, ``session_bl``, ``session_fu`` (with or without the
@@ -21,9 +22,10 @@ number, or that have no reference are left out and counted in the profile.
 
 The fit uses the raw changes, so the profile the results were computed with does not
 matter; the registration model does: the model version is read from the per-pair
-``_bvl.json`` files next to RESULTS.tsv (or given with ``--model``).
+``_bvl.json`` files next to each RESULTS.tsv (or given with ``--model``).
 
-Exit codes: 0 written; 64 usage error; 65 the data do not allow a fit (too few pairs,
+Exit codes: 0 written; 64 usage error (also: a number of references that is neither 1
+nor that of the tables, a table given twice); 65 the data do not allow a fit (too few pairs,
 no spread, results of several models, estimates not increasing with the reference);
 66 an input is missing; 73 the profile cannot be written.
 """
@@ -47,6 +49,7 @@ from brainlossnet import __version__
 from brainlossnet.bids_app.derivatives import atomic_write_json, read_pair_records
 from brainlossnet.calibration import profile_from_dict
 from brainlossnet.calibration_fit import CalibrationFit, fit_calibration, fit_line
+from brainlossnet.volumetry import distortion_corrected
 
 LOGGER = logging.getLogger("brainlossnet.calibrate")
 
@@ -60,6 +63,10 @@ KEY_COLUMNS = ("participant_id", "session_bl", "session_fu")
 DEFAULT_REFERENCE_COLUMN = "true_dbpv_pct"
 CI_METHOD = ("ordinary least squares (Eq. 5: dbpv on dtiv; Eq. 7: dbpv - m_tiv*dtiv on the reference); "
              "95 % intervals t-based with n-2 degrees of freedom, m_scale's conditional on m_tiv")
+
+
+class CalibrationUsageError(Exception):
+    """The command line names its inputs inconsistently (exit 64)."""
 
 
 class CalibrationInputError(Exception):
@@ -188,14 +195,20 @@ def collect_datasets(
 
     Raises
     ------
-    ValueError
-        If the number of references is neither 1 nor that of the tables.
+    CalibrationUsageError
+        If the number of references is neither 1 nor that of the tables, or a table is
+        given twice (its pairs would count double).
     CalibrationInputError
         As :func:`collect_pairs`.
     """
     if len(references) not in (1, len(results_paths)):
-        raise ValueError(f"{len(references)} references for {len(results_paths)} results tables: "
-                         "give one --reference for all tables or one per table, in the same order")
+        raise CalibrationUsageError(f"{len(references)} references for {len(results_paths)} results tables: "
+                                    "give one --reference for all tables or one per table, in the same order")
+    seen: set[Path] = set()
+    for results_path in results_paths:
+        if results_path.resolve() in seen:
+            raise CalibrationUsageError(f"{results_path}: given twice; its pairs would count double")
+        seen.add(results_path.resolve())
     tables, datasets = [], []
     for index, results_path in enumerate(results_paths):
         reference = references[index if len(references) > 1 else 0]
@@ -206,21 +219,37 @@ def collect_datasets(
     return pd.concat(tables, ignore_index=True), datasets
 
 
-def dataset_agreement(pairs: pd.DataFrame, fit: CalibrationFit) -> list[dict[str, float]]:
-    """How the common constants fit each table: slope of BVL (Eq. 8) on the reference, mean BVL - reference.
+def dataset_agreement(pairs: pd.DataFrame, n_datasets: int, fit: CalibrationFit) -> list[dict[str, float]]:
+    """How the common constants fit each table.
 
-    The slope is that of an ordinary least-squares line (NaN for a table with fewer than
-    3 pairs or no spread of the reference), as in the accuracy benchmark.
+    Parameters
+    ----------
+    pairs
+        The pairs of :func:`collect_datasets` (column ``dataset`` indexes the tables).
+    n_datasets
+        The number of tables, also those without a usable pair.
+    fit
+        The constants fitted on all pairs.
+
+    Returns
+    -------
+    list of dict
+        Per table: ``bvl_slope``, the ordinary least-squares slope of BVL (Eq. 8) on the
+        reference, as in the accuracy benchmark, and ``bvl_minus_reference_mean_pct``;
+        NaN where the table has no usable pair (the slope also where it has fewer than 3
+        or no spread of the reference).
     """
     agreement = []
-    for _, table in pairs.groupby("dataset", sort=True):
+    for index in range(n_datasets):
+        table = pairs[pairs["dataset"] == index]
         reference = table["reference"].to_numpy(float)
-        bvl = (table["dbpv"].to_numpy(float) - fit.m_tiv * table["dtiv"].to_numpy(float)) / fit.m_scale
+        bvl = distortion_corrected(table["dbpv"].to_numpy(float), table["dtiv"].to_numpy(float), fit.m_tiv, fit.m_scale)
         try:
             slope = fit_line(reference, bvl).slope
         except ValueError:
             slope = float("nan")
-        agreement.append({"bvl_slope": slope, "bvl_minus_reference_mean_pct": float(np.mean(bvl - reference))})
+        mean = float(np.mean(bvl - reference)) if len(table) else float("nan")
+        agreement.append({"bvl_slope": slope, "bvl_minus_reference_mean_pct": mean})
     return agreement
 
 
@@ -335,7 +364,7 @@ def save_fit_plot(path: Path, pairs: pd.DataFrame, fit: CalibrationFit, referenc
 
     dbpv, dtiv, reference = (pairs[c].to_numpy(float) for c in ("dbpv", "dtiv", "reference"))
     residual = dbpv - fit.m_tiv * dtiv
-    bvl = residual / fit.m_scale
+    bvl = distortion_corrected(dbpv, dtiv, fit.m_tiv, fit.m_scale)
     figure, axes = plt.subplots(1, 3, figsize=(13.5, 4.2), constrained_layout=True)
 
     def scatter_line(axis, x, y, slope, intercept, title):
@@ -377,8 +406,9 @@ def save_fit_plot(path: Path, pairs: pd.DataFrame, fit: CalibrationFit, referenc
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brainlossnet calibrate",
-        description="Fit the calibration constants m_TIV and m_scale (paper Eqs. 5-8) to a group_bvl.tsv "
-                    "and a reference, and write a profile for 'brainlossnet ... participant --calibration'.",
+        description="Fit the calibration constants m_TIV and m_scale (paper Eqs. 5-8) to one or more "
+                    "group_bvl.tsv tables and their references, and write a profile for "
+                    "'brainlossnet ... participant --calibration'.",
         epilog="Exit codes: 0 written, 64 usage error, 65 the data do not allow a fit, 66 input missing, "
                "73 output cannot be written. See docs/calibration.md.",
     )
@@ -395,7 +425,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default=None, help="profile name (default: the output file's stem)")
     parser.add_argument("--model", default=None,
                         help="registration model version the results come from (default: read from the "
-                             "per-pair _bvl.json files next to RESULTS.tsv)")
+                             "per-pair _bvl.json files next to each RESULTS.tsv)")
     parser.add_argument("--m-tiv", type=float, default=None, metavar="VALUE",
                         help="fix m_TIV instead of fitting Eq. 5 (for pairs with too little distortion)")
     parser.add_argument("--source-description", default="", metavar="TEXT",
@@ -416,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     LOGGER.setLevel(logging.INFO)
     try:
         pairs, datasets = collect_datasets(args.results, args.reference, args.reference_column)
-    except ValueError as err:
+    except CalibrationUsageError as err:
         LOGGER.error("%s", err)
         return EXIT_USAGE
     except CalibrationInputError as err:
@@ -448,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     if abs(fit.corr_dtiv_reference) > 0.3:
         LOGGER.warning("dTIV correlates with the reference (r = %.2f): the slope of Eq. 5 mixes distortion "
                        "with true change", fit.corr_dtiv_reference)
-    for dataset, agreement in zip(datasets, dataset_agreement(pairs, fit)):
+    for dataset, agreement in zip(datasets, dataset_agreement(pairs, len(datasets), fit)):
         dataset.update(agreement)
     output = args.output.absolute()
     plot_path = None if args.no_plot else output.with_name(f"{output.stem}_fit.png")

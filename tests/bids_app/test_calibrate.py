@@ -50,6 +50,7 @@ def _write_results(folder: Path, n: int = 40, seed: int = 0, model: str = "net-a
         })
         truth_rows.append(f"sub-{i:03d}\t01\t02\t-1.0\t1")
     header = [*COLUMNS, "siena_pbvc"]
+    folder.mkdir(parents=True, exist_ok=True)
     results = folder / "group_bvl.tsv"
     results.write_text("\n".join(["\t".join(header)] + ["\t".join(r[c] for c in header) for r in rows]) + "\n")
     truth_path = folder.parent / "truth.tsv"
@@ -146,7 +147,21 @@ def test_one_reference_column_serves_every_table_but_other_counts_are_refused(tm
     code = calibrate.main([str(first), str(second), str(third), "--reference", "siena_pbvc",
                            "--reference", "siena_pbvc", "-o", str(out)])
     assert code == 64 and "2 references for 3 results tables" in caplog.text
+    code = calibrate.main([str(first), str(first), "--reference", "siena_pbvc", "-o", str(out)])
+    assert code == 64 and "given twice" in caplog.text
     assert not out.exists()
+
+
+def test_a_table_without_usable_pairs_is_counted_and_has_no_slope(tmp_path):
+    usable, _ = _write_results(tmp_path / "a" / "derivatives", seed=8)
+    failed, _ = _write_results(tmp_path / "b" / "derivatives", seed=9, n=0)
+    out = tmp_path / "p.json"
+    code = calibrate.main([str(failed), str(usable), "--reference", "siena_pbvc", "-o", str(out), "--no-plot"])
+    assert code == 0
+    empty, full = load_profile(out).fit["datasets"]
+    assert empty["n_pairs"] == 0 and empty["n_excluded"] == {"status failed": 2}
+    assert empty["bvl_slope"] is None and empty["bvl_minus_reference_mean_pct"] is None
+    assert full["n_pairs"] == 40 and full["bvl_slope"] == pytest.approx(1.0, abs=0.02)
 
 
 def test_tables_of_two_models_are_refused(tmp_path, caplog):
