@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     except CalibrationDataError as err:
         LOGGER.error("%s", err)
         return EXIT_DATAERR
-    if abs(fit.corr_dtiv_reference) > 0.3:
+    if fit.distortion is not None and abs(fit.corr_dtiv_reference) > 0.3:
         LOGGER.warning("dTIV correlates with the reference (r = %.2f): the slope of Eq. 5 mixes distortion "
                        "with true change", fit.corr_dtiv_reference)
     for dataset, agreement in zip(datasets, dataset_agreement(pairs, len(datasets), fit)):
