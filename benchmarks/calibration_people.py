@@ -38,8 +38,7 @@ import pandas as pd
 from accuracy import KEYS, read_truth  # benchmarks/accuracy.py, next to this script
 
 from brainlossnet.calibration import CalibrationProfile, load_profile
-from brainlossnet.calibration_fit import fit_calibration, fit_line
-from brainlossnet.volumetry import distortion_corrected
+from brainlossnet.calibration_fit import bvl_slope, fit_calibration
 
 
 def person_pairs(sim_dir: Path, derivatives: Path) -> pd.DataFrame:
@@ -56,14 +55,11 @@ def m_scale_on(pairs: pd.DataFrame, m_tiv: float) -> float:
     return fit_calibration(pairs["dbpv"], pairs["dtiv"], pairs["true_dbpv_pct"], m_tiv=m_tiv).m_scale
 
 
-def bvl_slope(pairs: pd.DataFrame, m_tiv: float, m_scale: float) -> float:
-    """Least-squares slope of BVL (Eq. 8) on the truth over the atrophy pairs (NaN for fewer than 3)."""
+def atrophy_slope(pairs: pd.DataFrame, m_tiv: float, m_scale: float) -> float:
+    """Slope of BVL on the truth over the person's atrophy pairs (NaN for fewer than 3)."""
     atrophy = pairs[pairs["scenario"] == "atrophy"]
-    bvl = distortion_corrected(atrophy["dbpv"].to_numpy(float), atrophy["dtiv"].to_numpy(float), m_tiv, m_scale)
-    try:
-        return fit_line(atrophy["true_dbpv_pct"].to_numpy(float), bvl).slope
-    except ValueError:
-        return float("nan")
+    return bvl_slope(atrophy["dbpv"].to_numpy(float), atrophy["dtiv"].to_numpy(float),
+                     atrophy["true_dbpv_pct"].to_numpy(float), m_tiv, m_scale)
 
 
 def people_table(people: dict[str, pd.DataFrame], held_out: set[str], profile: CalibrationProfile) -> pd.DataFrame:
@@ -78,9 +74,9 @@ def people_table(people: dict[str, pd.DataFrame], held_out: set[str], profile: C
             "pairs": len(pairs),
             "atrophy pairs": int((pairs["scenario"] == "atrophy").sum()),
             "own m_scale": m_scale_on(pairs, profile.m_tiv),
-            f"slope, shipped {profile.name}": bvl_slope(pairs, profile.m_tiv, profile.m_scale),
+            f"slope, shipped {profile.name}": atrophy_slope(pairs, profile.m_tiv, profile.m_scale),
             "m_scale fitted on the others": others_m_scale,
-            "slope, fitted on the others": bvl_slope(pairs, profile.m_tiv, others_m_scale),
+            "slope, fitted on the others": atrophy_slope(pairs, profile.m_tiv, others_m_scale),
         })
     return pd.DataFrame(rows)
 

@@ -192,3 +192,24 @@ def fit_calibration(
         bvl_minus_reference_mean_pct=float(np.mean(difference)),
         bvl_minus_reference_sd_pct=float(np.std(difference, ddof=1)),
     )
+
+
+def bvl_slope(dbpv_pct: np.ndarray, dtiv_pct: np.ndarray, reference_pct: np.ndarray, m_tiv: float,
+              m_scale: float) -> float:
+    """Least-squares slope (with intercept) of BVL (Eq. 8) on the reference, as in the accuracy benchmark.
+
+    How well a calibration fits a set of pairs other than (or part of) the one it was
+    fitted on: 1 when the set reads the reference at the calibration's scale.
+
+    Returns
+    -------
+    float
+        The slope; NaN when it is undetermined (fewer than 3 pairs, or a constant reference).
+    """
+    reference = np.asarray(reference_pct, dtype=float).ravel()
+    bvl = (np.asarray(dbpv_pct, dtype=float).ravel() - m_tiv * np.asarray(dtiv_pct, dtype=float).ravel()) / m_scale
+    try:
+        return fit_line(reference, bvl).slope
+    except ValueError:
+        return float("nan")
+

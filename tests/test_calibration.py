@@ -149,3 +149,12 @@ def test_estimates_that_fall_with_the_reference_are_refused():
     reference = np.linspace(-2, 0, 10)
     with pytest.raises(ValueError, match="m_scale"):
         calibration_fit.fit_calibration(-0.3 * reference, np.linspace(-1, 1, 10)[::-1] ** 3, reference)
+
+
+def test_bvl_slope_is_the_scale_a_set_is_read_at_relative_to_the_calibration():
+    reference = np.array([0.0, -0.5, -1.0, -2.0])
+    dtiv = np.array([0.1, -0.2, 0.3, 0.0])
+    dbpv = 0.6 * reference + 0.9 * dtiv + 0.05  # a set read at m_scale 0.6, with an offset
+    assert calibration_fit.bvl_slope(dbpv, dtiv, reference, m_tiv=0.9, m_scale=0.5) == pytest.approx(1.2)
+    assert np.isnan(calibration_fit.bvl_slope(dbpv[:2], dtiv[:2], reference[:2], m_tiv=0.9, m_scale=0.5))
+    assert np.isnan(calibration_fit.bvl_slope(dbpv, dtiv, np.zeros(4), m_tiv=0.9, m_scale=0.5))

@@ -48,7 +48,7 @@ import pandas as pd
 from brainlossnet import __version__
 from brainlossnet.bids_app.derivatives import atomic_write_json, read_pair_records
 from brainlossnet.calibration import profile_from_dict
-from brainlossnet.calibration_fit import CalibrationFit, fit_calibration, fit_line
+from brainlossnet.calibration_fit import CalibrationFit, bvl_slope, fit_calibration
 from brainlossnet.volumetry import distortion_corrected
 
 LOGGER = logging.getLogger("brainlossnet.calibrate")
@@ -242,14 +242,12 @@ def dataset_agreement(pairs: pd.DataFrame, n_datasets: int, fit: CalibrationFit)
     agreement = []
     for index in range(n_datasets):
         table = pairs[pairs["dataset"] == index]
-        reference = table["reference"].to_numpy(float)
-        bvl = distortion_corrected(table["dbpv"].to_numpy(float), table["dtiv"].to_numpy(float), fit.m_tiv, fit.m_scale)
-        try:
-            slope = fit_line(reference, bvl).slope
-        except ValueError:
-            slope = float("nan")
-        mean = float(np.mean(bvl - reference)) if len(table) else float("nan")
-        agreement.append({"bvl_slope": slope, "bvl_minus_reference_mean_pct": mean})
+        dbpv, dtiv, reference = (table[c].to_numpy(float) for c in ("dbpv", "dtiv", "reference"))
+        bvl = distortion_corrected(dbpv, dtiv, fit.m_tiv, fit.m_scale)
+        agreement.append({
+            "bvl_slope": bvl_slope(dbpv, dtiv, reference, fit.m_tiv, fit.m_scale),
+            "bvl_minus_reference_mean_pct": float(np.mean(bvl - reference)) if len(table) else float("nan"),
+        })
     return agreement
 
 
@@ -437,9 +435,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``brainlossnet calibrate``; return the exit code (see the module docstring)."""
-    parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parser().parse_args(argv)
     except SystemExit as exit_:
         return EXIT_OK if exit_.code in (None, 0) else EXIT_USAGE
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
