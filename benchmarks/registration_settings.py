@@ -1,18 +1,21 @@
 """Registration settings weighed on simulated truth: calibrated on one person, measured on others.
 
 Each setting of the test-time refinement (steps, initial step size, smoothness weight, NCC
-window: :func:`brainlossnet.registration.predict_displacement_pair`) is run on the halfway
+window, full-resolution steps: :func:`brainlossnet.registration.predict_displacement_pair`) is run on the halfway
 crops and masks that ``benchmarks/accuracy.py`` left in ``SIM_DIR/accuracy/derivatives``
 (the pipeline's own intermediates, so rigid alignment and segmentation are held fixed and
 only the registration varies). Volumes are read as the pipeline reads them
 (:func:`brainlossnet.volumetry.pair_volumes`). For every setting the calibration (Eqs. 5,
 7) is fitted on the ``--calibrate-on`` datasets (against ``true_dbpv_pct``), as the
-shipped ``default`` profile is, and the accuracy table of ``benchmarks/accuracy.py``
+shipped ``default`` profile is (``--m-tiv``: m_TIV held, for calibration pairs without
+distortion), and the accuracy table of ``benchmarks/accuracy.py``
 (:func:`brainlossnet.accuracy_summary.accuracy_table`) is computed on the ``--measure-on``
 datasets with that calibration, one column per setting. Rows added: the fitted m_TIV and
-m_scale, the fit's residual SD, and the raw (uncalibrated) slope of dBPV on the truth of
-the measured atrophy pairs. Choosing settings on the calibration person and reading the
-table on the others keeps the choice from fitting the measured pairs.
+m_scale, the fit's residual SD, the raw (uncalibrated) slope of dBPV on the truth of
+the measured atrophy pairs, and per measured dataset (person) the slope of BVL on the truth
+of its atrophy pairs, with the largest distance of these from 1. Choosing settings on the
+calibration person and reading the table on the others keeps the choice from fitting the
+measured pairs.
 
 Results are cached per setting and pair in ``--cache-dir`` (JSON with the setting and the
 model version), so settings can be run by separate processes side by side and one last
@@ -43,7 +46,7 @@ import torch
 from brainlossnet import registration
 from brainlossnet.accuracy_summary import accuracy_table, to_markdown
 from brainlossnet.bids_app.derivatives import intermediate_paths, pair_prefix
-from brainlossnet.calibration_fit import fit_calibration, fit_line
+from brainlossnet.calibration_fit import bvl_slope, fit_calibration, fit_line
 from brainlossnet.geometry import voxel_sizes_mm
 from brainlossnet.interfaces.nifti import load_image
 from brainlossnet.volumetry import brain_volume_loss, distortion_corrected, pair_volumes
@@ -60,6 +63,8 @@ class RefinementSetting:
     learning_rate_vox: float = registration.REFINE_LEARNING_RATE_VOX
     smoothness: float = registration.REFINE_SMOOTHNESS_WEIGHT
     window_vox: int = registration.REFINE_NCC_KERNEL_VOX
+    fine_steps: int = registration.REFINE_FINE_STEPS
+    fine_learning_rate_vox: float = registration.REFINE_FINE_LEARNING_RATE_VOX
     weights: str = ""
     """A weights file of ``brainlossnet train --export``; empty: the packaged weights."""
 
@@ -98,6 +103,7 @@ def measure_pair(paths: dict[str, Path], setting: RefinementSetting, model: regi
     forward, backward = registration.predict_displacement_pair(
         model, bl, fu, refine_steps=setting.steps, refine_learning_rate_vox=setting.learning_rate_vox,
         refine_smoothness_weight=setting.smoothness, refine_ncc_kernel_vox=setting.window_vox,
+        refine_fine_steps=setting.fine_steps, refine_fine_learning_rate_vox=setting.fine_learning_rate_vox,
     )
     seconds = time.process_time() - start
     volumes = pair_volumes(**masks, field_fw_vox=forward, field_bw_vox=backward, voxel_mm=voxel_sizes_mm(affine))
@@ -140,13 +146,18 @@ def with_truth(results: pd.DataFrame, sim_dirs: list[Path]) -> pd.DataFrame:
     return truth.merge(results, on=["dataset", *KEYS], how="inner")
 
 
-def settings_table(calibration_pairs: dict[str, pd.DataFrame], measured_pairs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The accuracy table of the measured pairs, one column per setting, each with its own calibration."""
+def settings_table(calibration_pairs: dict[str, pd.DataFrame], measured_pairs: dict[str, pd.DataFrame],
+                   m_tiv: float | None = None) -> pd.DataFrame:
+    """The accuracy table of the measured pairs, one column per setting, each with its own calibration.
+
+    ``m_tiv``: hold m_TIV at this value and fit m_scale alone (calibration pairs without distortion).
+    """
     merged: pd.DataFrame | None = None
     extra_rows: dict[str, dict[str, float]] = {}
     for name in calibration_pairs:
         dev = calibration_pairs[name]
-        fit = fit_calibration((dev.dbpv_fw + dev.dbpv_bw) / 2, (dev.dtiv_fw + dev.dtiv_bw) / 2, dev.true_dbpv_pct)
+        fit = fit_calibration((dev.dbpv_fw + dev.dbpv_bw) / 2, (dev.dtiv_fw + dev.dtiv_bw) / 2, dev.true_dbpv_pct,
+                              m_tiv=m_tiv)
         test = measured_pairs[name]
         columns = {
             f"{name}_fw_pct": distortion_corrected(test.dbpv_fw, test.dtiv_fw, fit.m_tiv, fit.m_scale),
@@ -164,6 +175,13 @@ def settings_table(calibration_pairs: dict[str, pd.DataFrame], measured_pairs: d
             "raw slope of dBPV on truth, atrophy": fit_line(
                 atrophy.true_dbpv_pct.to_numpy(), ((atrophy.dbpv_fw + atrophy.dbpv_bw) / 2).to_numpy()).slope,
         }
+        per_dataset = {
+            dataset: bvl_slope((group.dbpv_fw + group.dbpv_bw) / 2, (group.dtiv_fw + group.dtiv_bw) / 2,
+                               group.true_dbpv_pct, fit.m_tiv, fit.m_scale)
+            for dataset, group in atrophy.groupby("dataset", sort=False)
+        }
+        extra_rows[name].update({f"slope of BVL on truth, atrophy, {dataset}": slope for dataset, slope in per_dataset.items()})
+        extra_rows[name]["largest |slope - 1| over the datasets, atrophy"] = max(abs(v - 1.0) for v in per_dataset.values())
     table = accuracy_table(merged, {name: name for name in calibration_pairs})
     extra = pd.DataFrame([{"metric": metric, "scenario": "calibration" if metric.startswith("cal") else "atrophy",
                            **{name: extra_rows[name][metric] for name in extra_rows}}
@@ -183,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, required=True, help="per-setting, per-pair results")
     parser.add_argument("--out", type=Path, help="write the table here (markdown)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--m-tiv", type=float, metavar="M",
+                        help="hold m_TIV at M and fit m_scale alone (calibration pairs without distortion)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -193,11 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         model = registration.load_registration_model("cpu", setting.weights_bytes())
         calibration_pairs[name] = with_truth(run_setting(name, setting, dev_dirs, args.cache_dir, model), dev_dirs)
         measured_pairs[name] = with_truth(run_setting(name, setting, test_dirs, args.cache_dir, model), test_dirs)
-    table = settings_table(calibration_pairs, measured_pairs)
+    table = settings_table(calibration_pairs, measured_pairs, args.m_tiv)
     legend = [f"- `{name}`: {json.dumps(dataclasses.asdict(s))}" for name, s in settings.items()]
     models = ", ".join(sorted({s.model_version() for s in settings.values()}))
     context = (f"Model(s) {models}; calibrated on {', '.join(d.name for d in dev_dirs)} "
-               f"({len(next(iter(calibration_pairs.values())))} pairs), measured on "
+               f"({len(next(iter(calibration_pairs.values())))} pairs"
+               f"{'' if args.m_tiv is None else f', m_TIV held at {args.m_tiv}'}), measured on "
                f"{', '.join(d.name for d in test_dirs)} ({len(next(iter(measured_pairs.values())))} pairs); "
                f"seconds: CPU of the registration, {args.threads} torch thread(s), load {os.getloadavg()[0]:.1f}.")
     markdown = context + "\n\n" + "\n".join(legend) + "\n\n" + to_markdown(table) + "\n"

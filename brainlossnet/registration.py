@@ -25,6 +25,7 @@ from brainlossnet.models.registration_unet import (
     RegistrationUNet,
     make_warp,
     normalize_intensity,
+    upsample_displacement,
 )
 
 
@@ -98,6 +99,21 @@ On pairs simulated from real scans a 13-voxel window brought forward and backwar
 and lowered the error against 9 (95th percentile |fw - bw| 0.147 against 0.166 %, error
 0.146 against 0.191 %, both at 15 steps); windows of 3 and 5 gave a lower slope and the
 directions further apart (docs/registration.md).
+"""
+
+REFINE_FINE_STEPS: int = 0
+"""Default refinement steps with the similarity at full resolution, after the half-resolution ones.
+
+The velocity stays on the network's half-resolution grid; only the NCC is evaluated on the
+full-resolution images, warped by the upsampled displacement (:func:`refine_velocity` with
+``full_resolution=True``), which resolves the thin cortex and sulci that 2x pooling blurs.
+"""
+
+REFINE_FINE_LEARNING_RATE_VOX: float = 0.1
+"""Initial Adam step of the full-resolution stage, in half-resolution voxels (decays linearly to 0).
+
+Smaller than :data:`REFINE_LEARNING_RATE_VOX`: the stage starts from the half-resolution
+optimum and only adds detail.
 """
 
 REFINE_NOISE_FLOOR: float = 0.06
@@ -207,6 +223,7 @@ def refine_velocity(
     ncc_kernel_vox: int = REFINE_NCC_KERNEL_VOX,
     noise_floor: float = REFINE_NOISE_FLOOR,
     inverse_consistent: bool = False,
+    full_resolution: bool = False,
 ) -> torch.Tensor:
     """Test-time refinement of the network's half-resolution velocity on the pair itself.
 
@@ -237,10 +254,8 @@ def refine_velocity(
     displacement and applied to ``v`` unchanged (the first-order log-domain update of
     log-demons, ``log(exp(v) o exp(d)) ≈ v + d``), and the loop integrates with
     :data:`REFINE_INTEGRATION_STEPS` squarings; the returned velocity is then integrated by
-    the caller exactly as the network does. Choices measured on synthetic pairs with known
-    change (docs/registration.md): backpropagating through the integration doubled the time
-    per step for the same volume change; the similarity at full resolution cost over ten
-    times more per step and was no more accurate.
+    the caller exactly as the network does. Backpropagating through the integration doubled
+    the time per step for the same volume change on synthetic pairs (docs/registration.md).
 
     Parameters
     ----------
@@ -259,6 +274,11 @@ def refine_velocity(
     inverse_consistent
         Refine one velocity for both directions with the symmetric loss (twice the work
         per step, for both fields at once).
+    full_resolution
+        Evaluate the similarity on the full-resolution images instead of ``pool(.)``, warped
+        by the upsampled displacement, with a window of ``2 * ncc_kernel_vox - 1`` voxels (the
+        same width in mm); the velocity stays at half resolution. About eight times the work
+        per step; it resolves what the pooling blurs (thin cortex, narrow sulci).
 
     Returns
     -------
@@ -273,14 +293,19 @@ def refine_velocity(
     velocity = velocity.detach()
     if steps == 0:
         return velocity
-    moving_half = F.avg_pool3d(moving.detach(), kernel_size=2)
-    fixed_half = F.avg_pool3d(fixed.detach(), kernel_size=2)
+    if full_resolution:
+        moving_scaled, fixed_scaled = moving.detach(), fixed.detach()
+        window_vox = 2 * ncc_kernel_vox - 1
+    else:
+        moving_scaled = F.avg_pool3d(moving.detach(), kernel_size=2)
+        fixed_scaled = F.avg_pool3d(fixed.detach(), kernel_size=2)
+        window_vox = ncc_kernel_vox
     sign = torch.ones(1, 1, 1, 1, 1)
     if inverse_consistent:  # both images warped, each onto the other, by exp(v) and exp(-v)
-        moving_half, fixed_half = torch.cat([moving_half, fixed_half]), torch.cat([fixed_half, moving_half])
+        moving_scaled, fixed_scaled = torch.cat([moving_scaled, fixed_scaled]), torch.cat([fixed_scaled, moving_scaled])
         sign = torch.tensor([1.0, -1.0]).reshape(2, 1, 1, 1, 1)
     sign = sign.to(velocity)
-    similarity = FixedImageLNCC(fixed_half, ncc_kernel_vox, noise_floor)
+    similarity = FixedImageLNCC(fixed_scaled, window_vox, noise_floor)
     smoothness = DiffusionLoss()
     resample = make_warp(padding_mode="zeros")
     parameter = torch.nn.Parameter(velocity.clone())
@@ -295,7 +320,9 @@ def refine_velocity(
             with torch.no_grad():
                 integrated = model.half_resolution_displacement(signed, REFINE_INTEGRATION_STEPS)
             displacement = integrated + (signed - signed.detach())
-            loss = similarity(resample(moving_half, displacement)) + smoothness_weight * smoothness(parameter)
+            if full_resolution:
+                displacement = upsample_displacement(displacement, 2)
+            loss = similarity(resample(moving_scaled, displacement)) + smoothness_weight * smoothness(parameter)
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -311,6 +338,8 @@ def _refined_velocity(
     inverse_consistent: bool,
     smoothness_weight: float = REFINE_SMOOTHNESS_WEIGHT,
     ncc_kernel_vox: int = REFINE_NCC_KERNEL_VOX,
+    fine_steps: int = REFINE_FINE_STEPS,
+    fine_learning_rate_vox: float = REFINE_FINE_LEARNING_RATE_VOX,
 ) -> torch.Tensor:
     """The network's half-resolution velocity for ``moving`` onto ``fixed``, refined.
 
@@ -325,9 +354,14 @@ def _refined_velocity(
         velocity = model.half_resolution_field(moving_tensor, fixed_tensor)
         if inverse_consistent:
             velocity = 0.5 * (velocity - model.half_resolution_field(fixed_tensor, moving_tensor))
-    return refine_velocity(
+    velocity = refine_velocity(
         model, velocity, moving_tensor, fixed_tensor, steps=refine_steps, learning_rate_vox=refine_learning_rate_vox,
         smoothness_weight=smoothness_weight, ncc_kernel_vox=ncc_kernel_vox, inverse_consistent=inverse_consistent,
+    )
+    return refine_velocity(
+        model, velocity, moving_tensor, fixed_tensor, steps=fine_steps, learning_rate_vox=fine_learning_rate_vox,
+        smoothness_weight=smoothness_weight, ncc_kernel_vox=ncc_kernel_vox, inverse_consistent=inverse_consistent,
+        full_resolution=True,
     )
 
 
@@ -345,11 +379,13 @@ def predict_displacement(
     refine_steps: int = REFINE_STEPS,
     refine_learning_rate_vox: float = REFINE_LEARNING_RATE_VOX,
     inverse_consistent: bool = INVERSE_CONSISTENT,
+    refine_fine_steps: int = REFINE_FINE_STEPS,
 ) -> np.ndarray:
     """The displacement that warps ``moving`` onto ``fixed`` (paper, "Non-linear registration").
 
     The network predicts a half-resolution velocity, :func:`refine_velocity` refines it
-    on this pair for ``refine_steps`` steps, and the network's own integration and
+    on this pair for ``refine_steps`` steps (then ``refine_fine_steps`` with the similarity at
+    full resolution), and the network's own integration and
     upsampling turn it into the full-resolution displacement. Inverse-consistent (the
     default), ``predict_displacement(model, fixed, moving)`` is this field's inverse; when
     both directions are needed, :func:`predict_displacement_pair` gets them for the price of one.
@@ -367,13 +403,16 @@ def predict_displacement(
         Initial refinement step size in half-resolution voxels.
     inverse_consistent
         Refine one velocity for both directions with the symmetric loss (:func:`refine_velocity`).
+    refine_fine_steps
+        Further steps with the similarity at full resolution (:data:`REFINE_FINE_STEPS`).
 
     Returns
     -------
     numpy.ndarray
         float32 (3, X, Y, Z) displacement in voxels with ``moving(x + u(x)) ≈ fixed(x)``.
     """
-    velocity = _refined_velocity(model, moving, fixed, refine_steps, refine_learning_rate_vox, inverse_consistent)
+    velocity = _refined_velocity(model, moving, fixed, refine_steps, refine_learning_rate_vox, inverse_consistent,
+                                 fine_steps=refine_fine_steps)
     return _displacement(model, velocity)
 
 
@@ -386,6 +425,8 @@ def predict_displacement_pair(
     refine_learning_rate_vox: float = REFINE_LEARNING_RATE_VOX,
     refine_smoothness_weight: float = REFINE_SMOOTHNESS_WEIGHT,
     refine_ncc_kernel_vox: int = REFINE_NCC_KERNEL_VOX,
+    refine_fine_steps: int = REFINE_FINE_STEPS,
+    refine_fine_learning_rate_vox: float = REFINE_FINE_LEARNING_RATE_VOX,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Forward (BL->FU) and backward (FU->BL) displacements from one inverse-consistent refinement.
 
@@ -396,7 +437,8 @@ def predict_displacement_pair(
     the refinement's objective (:func:`refine_velocity`), so that benchmarks can weigh its choices.
     """
     velocity = _refined_velocity(
-        model, bl, fu, refine_steps, refine_learning_rate_vox, True, refine_smoothness_weight, refine_ncc_kernel_vox
+        model, bl, fu, refine_steps, refine_learning_rate_vox, True, refine_smoothness_weight, refine_ncc_kernel_vox,
+        refine_fine_steps, refine_fine_learning_rate_vox,
     )
     return _displacement(model, velocity), _displacement(model, -velocity)
 

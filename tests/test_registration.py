@@ -166,12 +166,31 @@ def test_inverse_consistent_refinement_is_antisymmetric_and_lowers_both_ncc_loss
     assert _ncc_loss(fu, bl, backward_field) < _ncc_loss(fu, bl, zero) - 0.02
 
 
-def test_pair_prediction_equals_two_inverse_consistent_predictions():
+def test_full_resolution_stage_is_antisymmetric_and_lowers_the_full_resolution_ncc_loss():
+    bl, fu = _blobs((32, 32, 32), (0.0, 0.0, 0.0), seed=5), _blobs((32, 32, 32), (1.0, -0.5, 0.0), seed=5)
+    model = _untrained_model()
+    bl_tensor, fu_tensor = (torch.from_numpy(normalize_intensity(a))[None, None] for a in (bl, fu))
+    start = torch.zeros(1, 3, 16, 16, 16)
+    forward, backward = (
+        registration.refine_velocity(model, start, moving, fixed, steps=15, learning_rate_vox=0.3,
+                                     inverse_consistent=True, full_resolution=True)
+        for moving, fixed in ((bl_tensor, fu_tensor), (fu_tensor, bl_tensor))
+    )
+    torch.testing.assert_close(backward, -forward, rtol=0.0, atol=1e-6)
+    with torch.no_grad():
+        forward_field = model.field_to_displacement(forward)[0].numpy()
+    zero = np.zeros((3, 32, 32, 32), dtype=np.float32)
+    assert _ncc_loss(bl, fu, forward_field) < _ncc_loss(bl, fu, zero) - 0.02
+
+
+@pytest.mark.parametrize(("steps", "fine_steps"), [(3, 0), (2, 2)])
+def test_pair_prediction_equals_two_inverse_consistent_predictions(steps, fine_steps):
     model = registration.load_registration_model("cpu")
     bl, fu = _blobs((32, 32, 32), (0.0, 0.0, 0.0), seed=3), _blobs((32, 32, 32), (0.5, 0.0, 0.0), seed=3)
-    forward, backward = registration.predict_displacement_pair(model, bl, fu, refine_steps=3)
-    np.testing.assert_allclose(forward, registration.predict_displacement(model, bl, fu, refine_steps=3), atol=1e-6)
-    np.testing.assert_allclose(backward, registration.predict_displacement(model, fu, bl, refine_steps=3), atol=1e-6)
+    budget = {"refine_steps": steps, "refine_fine_steps": fine_steps}
+    forward, backward = registration.predict_displacement_pair(model, bl, fu, **budget)
+    np.testing.assert_allclose(forward, registration.predict_displacement(model, bl, fu, **budget), atol=1e-6)
+    np.testing.assert_allclose(backward, registration.predict_displacement(model, fu, bl, **budget), atol=1e-6)
 
 
 class _CountingModel(RegistrationUNet):
@@ -186,13 +205,13 @@ class _CountingModel(RegistrationUNet):
         return super().half_resolution_displacement(field, integration_steps)
 
 
-@pytest.mark.parametrize("steps", [0, 1, 7])
-def test_refinement_takes_exactly_the_requested_number_of_steps(steps):
+@pytest.mark.parametrize(("steps", "fine_steps"), [(0, 0), (1, 0), (7, 0), (0, 2), (3, 2)])
+def test_refinement_takes_exactly_the_requested_number_of_steps(steps, fine_steps):
     fixed, moving = _blobs((32, 16, 16), (0.0, 0.0, 0.0)), _blobs((32, 16, 16), (0.5, 0.0, 0.0))
     torch.manual_seed(0)
     model = _CountingModel().eval()
-    registration.predict_displacement(model, moving, fixed, refine_steps=steps)
-    assert model.integrations == steps + 1
+    registration.predict_displacement(model, moving, fixed, refine_steps=steps, refine_fine_steps=fine_steps)
+    assert model.integrations == steps + fine_steps + 1
 
 
 def test_refinement_rejects_a_negative_budget_or_learning_rate():

@@ -56,7 +56,7 @@ from brainlossnet.bids_app.review import (
 )
 from brainlossnet.bids_app.validation import validate_files
 from brainlossnet.calibration import fitted_for_another_model, load_profile, profile_path
-from brainlossnet.registration import REFINE_STEPS
+from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
 from brainlossnet.reports.flags import pair_warnings
 
 LOGGER = logging.getLogger("brainlossnet")
@@ -167,9 +167,11 @@ def run_participant(opts: argparse.Namespace) -> int:
     LOGGER.info("%d pair(s) of %d participant(s), pairing %r; work dir %s",
                 len(pairs), len({p.baseline.subject for p in pairs}), opts.pairing, opts.work_dir)
     refine_steps = REFINE_STEPS if opts.refine_steps is None else opts.refine_steps
+    refine_fine_steps = REFINE_FINE_STEPS if opts.refine_fine_steps is None else opts.refine_fine_steps
     options = PipelineOptions(device=opts.device, calibration=calibration,
                               crop_shape=opts.crop_shape, seed=opts.seed,
-                              allow_skull_stripped=opts.allow_skull_stripped, refine_steps=refine_steps)
+                              allow_skull_stripped=opts.allow_skull_stripped, refine_steps=refine_steps,
+                              refine_fine_steps=refine_fine_steps)
     specs = [pair.spec for pair in pairs]
     problems = validate_files([p for s in specs for p in (s.t1w_bl, s.t1w_fu)], opts.nprocs)
     for line in problems.values():
@@ -193,6 +195,7 @@ def run_participant(opts: argparse.Namespace) -> int:
         "pairing": opts.pairing, "device": opts.device, "calibration": calibration,
         "crop_shape": list(opts.crop_shape), "seed": opts.seed,
         "allow_skull_stripped": opts.allow_skull_stripped, "refine_steps": refine_steps,
+        "refine_fine_steps": refine_fine_steps,
     }
     records, warnings = [], []
     n_not_run = 0

@@ -10,6 +10,7 @@ from fileformats.generic import File
 from brainlossnet.interfaces.nifti import load_image, save_image, stem
 from brainlossnet.registration import (
     MODEL_VERSION,
+    REFINE_FINE_STEPS,
     REFINE_NCC_KERNEL_VOX,
     REFINE_SMOOTHNESS_WEIGHT,
     REFINE_STEPS,
@@ -33,13 +34,15 @@ def register(
     fu: File,
     device: str = "auto",
     refine_steps: int = REFINE_STEPS,
+    refine_fine_steps: int = REFINE_FINE_STEPS,
     refine_smoothness_weight: float = REFINE_SMOOTHNESS_WEIGHT,
     refine_ncc_kernel_vox: int = REFINE_NCC_KERNEL_VOX,
     model_version: str = MODEL_VERSION,
 ) -> tuple[Path, Path, float]:
     """Displacement fields (voxels, pull-back) BL->FU and FU->BL of two halfway images.
 
-    The network's prediction is refined on the pair for ``refine_steps`` steps as one
+    The network's prediction is refined on the pair for ``refine_steps`` steps at half
+    resolution and ``refine_fine_steps`` with the similarity at full resolution, as one
     velocity for both directions (:func:`~brainlossnet.registration.predict_displacement_pair`),
     so the two fields are each other's inverse. Each is written as a 4D NIfTI (X, Y, Z, 3) on
     the halfway grid, named for both inputs.
@@ -61,7 +64,7 @@ def register(
     fu_image, _ = load_image(fu)
     model = load_registration_model(resolve_device(device))
     forward, backward = predict_displacement_pair(
-        model, bl_image, fu_image, refine_steps=refine_steps,
+        model, bl_image, fu_image, refine_steps=refine_steps, refine_fine_steps=refine_fine_steps,
         refine_smoothness_weight=refine_smoothness_weight, refine_ncc_kernel_vox=refine_ncc_kernel_vox,
     )
     fields = [

@@ -9,7 +9,7 @@ from brainlossnet.geometry import CROP_SHAPE
 from brainlossnet.interfaces.halfway import rigid_halfway_task
 from brainlossnet.interfaces.preprocess import crop_task, reslice_task
 from brainlossnet.interfaces.register import register_task
-from brainlossnet.registration import REFINE_STEPS
+from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
 from brainlossnet.interfaces.segment import segment_task
 from brainlossnet.interfaces.volumes import correct_task, measure_volumes_task
 from brainlossnet.workflows.stages import STAGE_NODES
@@ -23,12 +23,14 @@ def init_pair_wf(
     seed: int = 0,
     allow_skull_stripped: bool = False,
     refine_steps: int = REFINE_STEPS,
+    refine_fine_steps: int = REFINE_FINE_STEPS,
 ) -> pydra.Workflow:
     """Build (without running) the workflow that turns one BL/FU pair into a BVL.
 
     Inputs: ``t1w_bl``, ``t1w_fu`` (the source scans) and ``calibration`` (a profile
     JSON file). ``allow_skull_stripped`` lets the crop accept a skull-stripped scan;
-    ``refine_steps`` is the test-time refinement of the registration (0: the network alone).
+    ``refine_steps`` and ``refine_fine_steps`` are the test-time refinement of the
+    registration at half and at full resolution (both 0: the network alone).
     Outputs: ``result`` (JSON with every volume and percent change),
     ``transform`` (rigid halfway), the halfway images, masks and displacement fields,
     and ``<node>_s`` run times.
@@ -66,6 +68,7 @@ def init_pair_wf(
         fu=wf.rigid_halfway.lzout.fu_halfway,
         device=device,
         refine_steps=refine_steps,
+        refine_fine_steps=refine_fine_steps,
     ))
     wf.add(measure_volumes_task(
         name="volumes",

@@ -31,7 +31,7 @@ import pydra
 from brainlossnet.calibration import DEFAULT_PROFILE, profile_path
 from brainlossnet.geometry import CROP_SHAPE
 from brainlossnet.interfaces.nifti import load_json
-from brainlossnet.registration import REFINE_STEPS
+from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
 from brainlossnet.workflows.device_slots import assign_slots, device_slots
 from brainlossnet.workflows.pair import init_pair_wf
 from brainlossnet.workflows.reporting_worker import NodeReport, reporting_worker
@@ -66,6 +66,7 @@ class PipelineOptions:
     seed: int = 0
     allow_skull_stripped: bool = False
     refine_steps: int = REFINE_STEPS
+    refine_fine_steps: int = REFINE_FINE_STEPS
 
 
 @dataclass
@@ -83,7 +84,8 @@ class PairResult:
 def init_single_pair_wf(pair: PairSpec, *, options: PipelineOptions) -> pydra.Workflow:
     """The pair workflow with one pair's scans and the calibration file as inputs (built, not run)."""
     wf = init_pair_wf(crop_shape=options.crop_shape, device=options.device, seed=options.seed,
-                      allow_skull_stripped=options.allow_skull_stripped, refine_steps=options.refine_steps)
+                      allow_skull_stripped=options.allow_skull_stripped, refine_steps=options.refine_steps,
+                      refine_fine_steps=options.refine_fine_steps)
     wf.inputs.t1w_bl = Path(pair.t1w_bl).resolve()
     wf.inputs.t1w_fu = Path(pair.t1w_fu).resolve()
     wf.inputs.calibration = profile_path(options.calibration)
@@ -137,7 +139,7 @@ def _pair_result(pair: PairSpec, outputs: Any, options: PipelineOptions) -> Pair
         for stage, nodes in STAGE_NODES.items()
     }
     metrics["options"] = {"crop_shape": list(options.crop_shape), "seed": options.seed,
-                          "refine_steps": options.refine_steps}
+                          "refine_steps": options.refine_steps, "refine_fine_steps": options.refine_fine_steps}
     metrics["surround_ratio"] = {"bl": float(outputs.bl_surround_ratio), "fu": float(outputs.fu_surround_ratio)}
     files = {name: Path(str(getattr(outputs, name))) for name in INTERMEDIATE_OUTPUTS}
     return PairResult(pair=pair, status="ok", metrics=metrics, files=files)

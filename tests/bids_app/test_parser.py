@@ -28,6 +28,7 @@ def test_defaults(tmp_path, monkeypatch):
     assert opts.crop_shape == (176, 208, 208)
     assert opts.seed == 0
     assert opts.save_intermediates is False
+    assert opts.refine_steps is None and opts.refine_fine_steps is None  # the release's settings
 
 
 def test_labels_with_and_without_prefix():
@@ -46,6 +47,7 @@ def test_options_are_parsed():
         "in", "out", "participant", "-w", "/tmp/cache", "--nprocs", "3", "--pairing", "all",
         "--device", "cuda:1", "--calibration", "siena", "--seed", "7",
         "--crop-shape", "48", "56", "40", "--save-intermediates",
+        "--refine-steps", "12", "--refine-fine-steps", "0",
         "--plugin", "slurm", "--plugin-args", '{"max_jobs": 4}',
         "--sbatch-args=--partition=gpu --gres=gpu:1",
     ])
@@ -57,6 +59,7 @@ def test_options_are_parsed():
     assert opts.seed == 7
     assert opts.crop_shape == (48, 56, 40)
     assert opts.save_intermediates
+    assert (opts.refine_steps, opts.refine_fine_steps) == (12, 0)
     assert opts.plugin_args == {"max_jobs": 4, "sbatch_args": "--partition=gpu --gres=gpu:1"}
 
 
@@ -77,6 +80,7 @@ def test_plugin_args_from_file(tmp_path):
     ["in", "out", "participant", "--device", "gpu"],
     ["in", "out", "participant", "--device", "cuda:x"],
     ["in", "out", "participant", "--nprocs", "0"],
+    ["in", "out", "participant", "--refine-fine-steps", "-1"],
     ["in", "out", "participant", "--crop-shape", "10", "10"],
     ["in", "out", "participant", "--crop-shape", "10", "-1", "10"],
     ["in", "out", "participant", "--plugin", "dask"],

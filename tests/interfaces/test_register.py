@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from brainlossnet.interfaces.register import register, register_task, resolve_device
-from brainlossnet.registration import MODEL_VERSION, REFINE_NCC_KERNEL_VOX, REFINE_SMOOTHNESS_WEIGHT
+from brainlossnet.registration import MODEL_VERSION, REFINE_FINE_STEPS, REFINE_NCC_KERNEL_VOX, REFINE_SMOOTHNESS_WEIGHT
 
 
 def test_register_writes_both_fields_on_the_grid_and_near_zero_for_identical_images(tmp_path, monkeypatch):
@@ -60,9 +60,10 @@ def test_the_cache_key_changes_with_the_refinement_objective_and_the_weights(tmp
     others = [
         register_task(bl=bl, fu=fu, device="cpu", refine_smoothness_weight=REFINE_SMOOTHNESS_WEIGHT / 10),
         register_task(bl=bl, fu=fu, device="cpu", refine_ncc_kernel_vox=REFINE_NCC_KERNEL_VOX - 4),
+        register_task(bl=bl, fu=fu, device="cpu", refine_fine_steps=REFINE_FINE_STEPS + 1),
         register_task(bl=bl, fu=fu, device="cpu", model_version="blnet-reg-0.0.0+000000000000"),
     ]
-    assert len({release.checksum, *(task.checksum for task in others)}) == 4
+    assert len({release.checksum, *(task.checksum for task in others)}) == 5
 
 
 def test_register_refuses_weights_other_than_the_packaged_ones(tmp_path, monkeypatch):

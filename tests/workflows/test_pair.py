@@ -10,7 +10,7 @@ from brainlossnet.workflows.stages import STAGE_NODES, STAGES
 
 
 def test_pair_workflow_has_every_stage_wired_file_to_file():
-    wf = init_pair_wf(crop_shape=(96, 112, 112), device="cpu", seed=3, refine_steps=4)
+    wf = init_pair_wf(crop_shape=(96, 112, 112), device="cpu", seed=3, refine_steps=4, refine_fine_steps=2)
     nodes = set(wf.name2obj)
     assert nodes == {node for group in STAGE_NODES.values() for node in group}
     assert tuple(STAGE_NODES) == STAGES
@@ -28,6 +28,7 @@ def test_pair_workflow_has_every_stage_wired_file_to_file():
     assert wf.crop_bl.inputs.crop_shape == (96, 112, 112)
     assert wf.register.inputs.device == "cpu"
     assert wf.register.inputs.refine_steps == 4
+    assert wf.register.inputs.refine_fine_steps == 2
     assert wf.rigid_halfway.inputs.seed == 3
     outputs = {name for name, _ in wf._connections}
     assert {"result", "bl_halfway", "field_fw", "field_bw", "reslice_bl_s", "correct_s"} <= outputs

@@ -251,6 +251,13 @@ def get_parser() -> argparse.ArgumentParser:
         "0 = the network alone)",
     )
     method.add_argument(
+        "--refine-fine-steps", type=_non_negative_int, default=None, metavar="N",
+        help="further refinement steps with the similarity at full resolution, after the "
+        "--refine-steps ones (default: 0; each costs about ten times a half-resolution step "
+        "on a CPU; the 'default' calibration profile was fitted without them, so calibrate "
+        "for them first: docs/registration.md)",
+    )
+    method.add_argument(
         "--seed", type=int, default=0,
         help="random seed; the same inputs and options give the same numbers (default: 0)",
     )
