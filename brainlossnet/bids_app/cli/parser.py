@@ -254,8 +254,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--refine-fine-steps", type=_non_negative_int, default=None, metavar="N",
         help="further refinement steps with the similarity at full resolution, after the "
         "--refine-steps ones (default: 0; each costs about ten times a half-resolution step "
-        "on a CPU; the 'default' calibration profile was fitted without them, so calibrate "
-        "for them first: docs/registration.md)",
+        "on a CPU). The 'default' calibration profile was fitted without them: use 2 with "
+        "'--calibration fine2', or calibrate for your choice (docs/registration.md)",
     )
     method.add_argument(
         "--seed", type=int, default=0,
