@@ -98,6 +98,21 @@ def fitted_for_another_model(profile: CalibrationProfile, model_version: str) ->
     return _model_family(profile.model) == _model_family(model_version) and profile.model != model_version
 
 
+def fitted_for_another_refinement(profile: CalibrationProfile, refine_steps: int, refine_fine_steps: int) -> bool:
+    """Whether ``profile`` records a test-time refinement other than the one about to run.
+
+    The raw change the registration reads depends on its refinement budget (two steps at full
+    resolution read about a third more than none, docs/registration.md), so m_scale holds
+    for one budget only. A profile written by ``brainlossnet calibrate`` records the budget of
+    its pairs in ``fit["refinement"]`` (``refine_steps``, ``refine_fine_steps``); profiles
+    without that record are not judged.
+    """
+    recorded = profile.fit.get("refinement")
+    if not recorded:
+        return False
+    return (recorded.get("refine_steps"), recorded.get("refine_fine_steps", 0)) != (refine_steps, refine_fine_steps)
+
+
 def _model_family(model_version: str) -> str:
     """``blnet-reg`` of ``blnet-reg-0.1.0+acb931569afc``: the name without version and weights."""
     return model_version.split("+", 1)[0].rsplit("-", 1)[0]

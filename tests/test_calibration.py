@@ -44,6 +44,19 @@ def test_shipped_fine2_is_a_fit_for_the_shipped_weights_with_m_tiv_held_at_defau
     assert "--refine-fine-steps 2" in fine2.description
 
 
+def test_a_profile_recognises_another_refinement_budget_and_unrecorded_ones_are_not_judged():
+    default, fine2 = calibration.load_profile(), calibration.load_profile("fine2")
+    assert not calibration.fitted_for_another_refinement(default, 30, 0)
+    assert calibration.fitted_for_another_refinement(default, 30, 2)
+    assert calibration.fitted_for_another_refinement(default, 15, 0)
+    assert not calibration.fitted_for_another_refinement(fine2, 30, 2)
+    assert calibration.fitted_for_another_refinement(fine2, 30, 0)
+    for name in ("prior", "paper"):
+        assert not calibration.fitted_for_another_refinement(calibration.load_profile(name), 7, 7)
+    older = calibration.profile_from_dict(default.as_dict() | {"fit": {"refinement": {"refine_steps": 30}}})
+    assert not calibration.fitted_for_another_refinement(older, 30, 0)  # recorded before fine steps existed
+
+
 def test_a_profile_of_other_weights_is_recognised_and_unversioned_ones_are_not():
     other = calibration.load_profile().as_dict() | {"model": "blnet-reg-0.1.0+000000000000"}
     profile = calibration.profile_from_dict(other)

@@ -21,23 +21,28 @@ simulate`` and ``brainlossnet demo``). Pairs whose status is not ``ok``, that la
 number, or that have no reference are left out and counted in the profile.
 
 The fit uses the raw changes, so the profile the results were computed with does not
-matter; the registration model does: the model version is read from the per-pair
-``_bvl.json`` files next to each RESULTS.tsv (or given with ``--model``).
+matter; the registration model and its refinement budget do: both are read from the
+per-pair ``_bvl.json`` files next to each RESULTS.tsv (the model may be given with
+``--model``) and recorded in the profile (``model``, ``fit.refinement``), so that the
+participant level can warn when a run's settings differ.
 
 Exit codes: 0 written; 64 usage error (also: a number of references that is neither 1
 nor that of the tables, a table given twice); 65 the data do not allow a fit (too few pairs,
-no spread, results of several models, estimates not increasing with the reference);
+no spread, results of several models or refinement budgets, estimates not increasing with
+the reference);
 66 an input is missing; 73 the profile cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -251,11 +256,39 @@ def dataset_agreement(pairs: pd.DataFrame, n_datasets: int, fit: CalibrationFit)
     return agreement
 
 
+def _recorded_values(results_paths: list[Path], pairs: pd.DataFrame,
+                     value_of: Callable[[dict[str, Any]], str | None]) -> Counter[str]:
+    """How many of the per-pair results of ``pairs`` record each value of ``value_of(record)``.
+
+    Reads the ``_bvl.json`` files of the derivatives folder that holds each results table,
+    for the pairs of that table (``pairs["dataset"]`` indexes ``results_paths``); records
+    for which ``value_of`` returns None are not counted.
+    """
+    values: Counter[str] = Counter()
+    for index, results_path in enumerate(results_paths):
+        table = pairs.loc[pairs["dataset"] == index, list(KEY_COLUMNS)]
+        wanted = set(table.itertuples(index=False, name=None))
+        records = read_pair_records(results_path.parent, lambda path, why: LOGGER.warning("%s: %s", path, why))
+        values.update(
+            value for record in records
+            if (str(record["participant_id"]), str(record["session_bl"]), str(record["session_fu"])) in wanted
+            and (value := value_of(record)) is not None
+        )
+    return values
+
+
+def _the_one(values: Counter[str], what: str, results_paths: list[Path]) -> str | None:
+    """The single value of ``values``; None when empty; several: :class:`CalibrationDataError`."""
+    if len(values) > 1:
+        listed = ", ".join(f"{value} ({n} pairs)" for value, n in values.most_common())
+        named = ", ".join(str(path) for path in results_paths)
+        raise CalibrationDataError(f"{named}: the pairs come from several {what}: {listed}; "
+                                   f"calibrate each on its own results")
+    return next(iter(values), None)
+
+
 def recorded_models(results_paths: list[Path], pairs: pd.DataFrame) -> str | None:
     """The registration model version recorded by the per-pair results of ``pairs``.
-
-    Reads the ``_bvl.json`` files of the derivatives folder that holds each results
-    table, for the pairs of that table (``pairs["dataset"]`` indexes ``results_paths``).
 
     Returns
     -------
@@ -267,22 +300,34 @@ def recorded_models(results_paths: list[Path], pairs: pd.DataFrame) -> str | Non
     CalibrationDataError
         If the pairs were computed by more than one model.
     """
-    versions: Counter[str] = Counter()
-    for index, results_path in enumerate(results_paths):
-        table = pairs.loc[pairs["dataset"] == index, list(KEY_COLUMNS)]
-        wanted = set(table.itertuples(index=False, name=None))
-        records = read_pair_records(results_path.parent, lambda path, why: LOGGER.warning("%s: %s", path, why))
-        versions.update(
-            str(record["model_version"]) for record in records
-            if record.get("model_version")
-            and (str(record["participant_id"]), str(record["session_bl"]), str(record["session_fu"])) in wanted
-        )
-    if len(versions) > 1:
-        listed = ", ".join(f"{version} ({n} pairs)" for version, n in versions.most_common())
-        named = ", ".join(str(path) for path in results_paths)
-        raise CalibrationDataError(f"{named}: the pairs come from several models: {listed}; "
-                                   "calibrate each model on its own results")
-    return next(iter(versions), None)
+    versions = _recorded_values(results_paths, pairs, lambda record: str(record.get("model_version") or "") or None)
+    return _the_one(versions, "models", results_paths)
+
+
+def _refinement_of(record: dict[str, Any]) -> str | None:
+    """The refinement budget a per-pair record was computed with, as JSON; None if unrecorded.
+
+    Records written before ``--refine-fine-steps`` existed were computed without such steps.
+    """
+    options = record.get("options") or {}
+    if "refine_steps" not in options:
+        return None
+    return json.dumps({"refine_steps": int(options["refine_steps"]),
+                       "refine_fine_steps": int(options.get("refine_fine_steps", 0))}, sort_keys=True)
+
+
+def recorded_refinement(results_paths: list[Path], pairs: pd.DataFrame) -> dict[str, int] | None:
+    """The test-time refinement budget (``refine_steps``, ``refine_fine_steps``) of the pairs' results.
+
+    m_scale holds for one budget only (:func:`brainlossnet.calibration.fitted_for_another_refinement`).
+
+    Raises
+    ------
+    CalibrationDataError
+        If the pairs were computed with more than one budget.
+    """
+    budget = _the_one(_recorded_values(results_paths, pairs, _refinement_of), "refinement settings", results_paths)
+    return None if budget is None else json.loads(budget)
 
 
 def profile_document(
@@ -294,14 +339,16 @@ def profile_document(
     source_description: str,
     description: str | None = None,
     plot_name: str | None = None,
+    refinement: dict[str, int] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The calibration profile JSON (format of :class:`brainlossnet.calibration.CalibrationProfile`).
 
     ``m_tiv`` and ``m_scale`` are the fitted constants; ``fit`` holds the statistics of
     both regressions (n, 95 % intervals, r², residual SD), what was left out, the source
-    data, the date, the brainlossnet version and ``datasets``: one entry per results
-    table (from :func:`collect_datasets`, with :func:`dataset_agreement`'s numbers).
+    data, the date, the brainlossnet version, ``datasets``: one entry per results table
+    (from :func:`collect_datasets`, with :func:`dataset_agreement`'s numbers), and the
+    ``refinement`` budget the pairs were computed with, when recorded.
     """
     excluded: Counter[str] = Counter()
     for dataset in datasets:
@@ -337,6 +384,8 @@ def profile_document(
         "bvl_minus_reference_sd_pct": fit.bvl_minus_reference_sd_pct,
     })
     statistics["datasets"] = datasets
+    if refinement is not None:
+        statistics["refinement"] = refinement
     if plot_name:
         statistics["plot"] = plot_name
     return {
@@ -469,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             LOGGER.warning("no model version recorded next to the results; assuming the installed model %s",
                            MODEL_VERSION)
             model = MODEL_VERSION
+        refinement = recorded_refinement(args.results, pairs)
     except CalibrationDataError as err:
         LOGGER.error("%s", err)
         return EXIT_DATAERR
@@ -483,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     document = profile_document(
         fit, name=args.name or output.stem, model=model, datasets=datasets,
         source_description=args.source_description, description=args.description,
-        plot_name=plot_path.name if plot_path else None,
+        plot_name=plot_path.name if plot_path else None, refinement=refinement,
     )
     profile_from_dict(document)  # the participant level must be able to read it
     try:

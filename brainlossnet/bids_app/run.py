@@ -55,7 +55,7 @@ from brainlossnet.bids_app.review import (
     write_crash_report,
 )
 from brainlossnet.bids_app.validation import validate_files
-from brainlossnet.calibration import fitted_for_another_model, load_profile, profile_path
+from brainlossnet.calibration import fitted_for_another_model, fitted_for_another_refinement, load_profile, profile_path
 from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
 from brainlossnet.reports.flags import pair_warnings
 
@@ -106,10 +106,11 @@ def _prepare_work_dir(work_dir: Path, bids_dir: Path, output_dir: Path) -> None:
         raise OutputDirError(f"{work_dir}: cannot create work directory ({err.strerror})") from None
 
 
-def _calibration(value: str) -> str:
+def _calibration(value: str, refine_steps: int, refine_fine_steps: int) -> str:
     """Check a ``--calibration`` value early; return it, as an absolute path if a file.
 
-    A profile fitted for other weights than the installed ones is used, with a warning.
+    A profile fitted for other weights or another refinement budget than the run's is used,
+    with a warning.
     """
     from brainlossnet.registration import MODEL_VERSION
 
@@ -125,6 +126,13 @@ def _calibration(value: str) -> str:
         LOGGER.warning("calibration profile %s was fitted for model %s, not for the installed %s: "
                        "its constants may not hold; refit with 'brainlossnet calibrate'",
                        profile.name, profile.model, MODEL_VERSION)
+    if fitted_for_another_refinement(profile, refine_steps, refine_fine_steps):
+        recorded = profile.fit["refinement"]
+        LOGGER.warning("calibration profile %s was fitted for --refine-steps %s --refine-fine-steps %s, not for "
+                       "this run's %d and %d: its m_scale does not hold (docs/registration.md); use a profile "
+                       "fitted for these settings or refit with 'brainlossnet calibrate'",
+                       profile.name, recorded.get("refine_steps"), recorded.get("refine_fine_steps", 0),
+                       refine_steps, refine_fine_steps)
     return str(path) if Path(value).is_file() else value
 
 
@@ -149,7 +157,9 @@ def run_participant(opts: argparse.Namespace) -> int:
     """
     layout = open_layout(opts.bids_dir, opts.participant_label)
     filters = load_bids_filters(opts.bids_filter_file) if opts.bids_filter_file else {}
-    calibration = _calibration(opts.calibration)
+    refine_steps = REFINE_STEPS if opts.refine_steps is None else opts.refine_steps
+    refine_fine_steps = REFINE_FINE_STEPS if opts.refine_fine_steps is None else opts.refine_fine_steps
+    calibration = _calibration(opts.calibration, refine_steps, refine_fine_steps)
     sessions = collect_sessions(layout, opts.participant_label, opts.session_label, filters)
     pairs, skipped = make_pairs(sessions, opts.pairing)
     for subject in skipped:
@@ -166,8 +176,6 @@ def run_participant(opts: argparse.Namespace) -> int:
     LOGGER.info("log file %s", start_run_log(opts.output_dir, "participant"))
     LOGGER.info("%d pair(s) of %d participant(s), pairing %r; work dir %s",
                 len(pairs), len({p.baseline.subject for p in pairs}), opts.pairing, opts.work_dir)
-    refine_steps = REFINE_STEPS if opts.refine_steps is None else opts.refine_steps
-    refine_fine_steps = REFINE_FINE_STEPS if opts.refine_fine_steps is None else opts.refine_fine_steps
     options = PipelineOptions(device=opts.device, calibration=calibration,
                               crop_shape=opts.crop_shape, seed=opts.seed,
                               allow_skull_stripped=opts.allow_skull_stripped, refine_steps=refine_steps,

@@ -109,6 +109,26 @@ def test_missing_inputs_and_unusable_data_give_their_exit_codes(tmp_path, caplog
     assert not out.exists()
 
 
+def _set_options(results: Path, options: dict, only: str | None = None) -> None:
+    """Write ``options`` into the per-pair records next to ``results`` (or into sub-``only``'s)."""
+    for path in sorted(results.parent.rglob("*_bvl.json")):
+        record = json.loads(path.read_text())
+        if only is None or record["participant_id"] == f"sub-{only}":
+            path.write_text(json.dumps(record | {"options": options}))
+
+
+def test_the_refinement_budget_of_the_results_is_recorded_and_mixed_budgets_are_refused(tmp_path, caplog):
+    results, truth = _write_results(tmp_path / "derivatives", n=6)
+    _set_options(results, {"refine_steps": 30, "refine_fine_steps": 2, "seed": 0})
+    out = tmp_path / "p.json"
+    assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 0
+    assert load_profile(out).fit["refinement"] == {"refine_steps": 30, "refine_fine_steps": 2}
+    _set_options(results, {"refine_steps": 30}, only="000")  # a record from before fine steps: 0 of them
+    out.unlink()
+    assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 65
+    assert "several refinement settings" in caplog.text and not out.exists()
+
+
 def test_results_of_two_models_are_refused(tmp_path, caplog):
     results, truth = _write_results(tmp_path / "derivatives", n=6)
     record_path = pair_json_path(results.parent, "000", "01", "02")

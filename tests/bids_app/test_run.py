@@ -174,6 +174,7 @@ def test_participant_bookkeeping_with_stand_in_run_pairs(tmp_path, dataset, monk
         ("01", "b", "c", "sub-01_ses-c_T1w.nii.gz"), ("01", "c", "a", "sub-01_ses-a_T1w.nii.gz"),
         ("02", "1", "2", "sub-02_ses-2_run-2_T1w.nii.gz"), ("02", "2", "10", "sub-02_ses-10_T1w.nii.gz")]
     assert "sub-03 skipped" in caplog.text
+    assert "calibration profile default was fitted for --refine-steps 30 --refine-fine-steps 0" in caplog.text
 
     rows = read_table(out / "group_bvl.tsv")
     assert [(r["participant_id"], r["session_bl"], r["session_fu"], r["status"], r["bvl"]) for r in rows] == [
