@@ -181,7 +181,8 @@ def settings_table(calibration_pairs: dict[str, pd.DataFrame], measured_pairs: d
             for dataset, group in atrophy.groupby("dataset", sort=False)
         }
         extra_rows[name].update({f"slope of BVL on truth, atrophy, {dataset}": slope for dataset, slope in per_dataset.items()})
-        extra_rows[name]["largest |slope - 1| over the datasets, atrophy"] = max(abs(v - 1.0) for v in per_dataset.values())
+        extra_rows[name]["largest |slope - 1| over the datasets, atrophy"] = float(
+            np.nanmax([abs(v - 1.0) for v in per_dataset.values()]))
     table = accuracy_table(merged, {name: name for name in calibration_pairs})
     extra = pd.DataFrame([{"metric": metric, "scenario": "calibration" if metric.startswith("cal") else "atrophy",
                            **{name: extra_rows[name][metric] for name in extra_rows}}

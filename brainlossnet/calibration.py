@@ -105,7 +105,21 @@ def fitted_for_another_refinement(profile: CalibrationProfile, refine_steps: int
     resolution read about a third more than none, docs/registration.md), so m_scale holds
     for one budget only. A profile written by ``brainlossnet calibrate`` records the budget of
     its pairs in ``fit["refinement"]`` (``refine_steps``, ``refine_fine_steps``); profiles
-    without that record are not judged.
+    without that record are not judged. The refinement's learning rates, smoothness and
+    window are constants of the release (:mod:`brainlossnet.registration`), not options, and
+    so not recorded.
+
+    Parameters
+    ----------
+    profile
+        A loaded profile.
+    refine_steps, refine_fine_steps
+        The budget of the run about to use it.
+
+    Returns
+    -------
+    bool
+        True when the profile records a budget and it differs from the run's.
     """
     recorded = profile.fit.get("refinement")
     if not recorded:

@@ -109,7 +109,8 @@ full-resolution images, warped by the upsampled displacement (:func:`refine_velo
 ``full_resolution=True``), which resolves the thin cortex and sulci that 2x pooling blurs.
 On pairs simulated from six people (docs/registration.md, "Similarity at full resolution")
 2 steps raised the share of the true change the fields recover from 0.64-0.84 to 0.92-1.03
-and brought every person's calibrated atrophy slope within 0.95-1.06 (0.79-1.13 without),
+and brought the calibrated atrophy slope of each of the five people other than the
+calibration person within 0.95-1.06 (0.79-1.13 without; chosen on those pairs),
 for twice the registration's CPU time; 5 or 10 steps recover less again. 0 until the rescan
 and distortion benchmark is redone with them; the ``fine2`` calibration profile is fitted
 for 2, the ``default`` one for 0.
@@ -233,10 +234,13 @@ def refine_velocity(
 ) -> torch.Tensor:
     """Test-time refinement of the network's half-resolution velocity on the pair itself.
 
-    Minimises the training objective's two terms, at half resolution, over the velocity
-    ``v`` alone (the network's weights are untouched)::
+    Minimises the training objective's two terms over the half-resolution velocity ``v``
+    alone (the network's weights are untouched)::
 
         loss(v) = -LNCC(pool(moving) o (id + exp(v)), pool(fixed)) + smoothness_weight * mean |grad v|^2
+
+    or, with ``full_resolution``, the LNCC of the unpooled images warped by the upsampled
+    ``exp(v)`` (the noise floor, tuned on pooled images, is kept as it is).
 
     with ``pool`` the network's 2x average pooling, ``exp`` its scaling and squaring
     (:meth:`RegistrationUNet.half_resolution_displacement`), the local NCC of MONAI
@@ -283,8 +287,8 @@ def refine_velocity(
     full_resolution
         Evaluate the similarity on the full-resolution images instead of ``pool(.)``, warped
         by the upsampled displacement, with a window of ``2 * ncc_kernel_vox - 1`` voxels (about
-        the same width in mm); the velocity stays at half resolution. About ten times the work
-        per step on a CPU; it resolves what the pooling blurs (thin cortex, narrow sulci).
+        the same width in mm); the velocity stays at half resolution. About 10-16 times the
+        work per step on a CPU; it resolves what the pooling blurs (thin cortex, narrow sulci).
 
     Returns
     -------
@@ -443,8 +447,9 @@ def predict_displacement_pair(
     the refinement's objective (:func:`refine_velocity`), so that benchmarks can weigh its choices.
     """
     velocity = _refined_velocity(
-        model, bl, fu, refine_steps, refine_learning_rate_vox, True, refine_smoothness_weight, refine_ncc_kernel_vox,
-        refine_fine_steps, refine_fine_learning_rate_vox,
+        model, bl, fu, refine_steps, refine_learning_rate_vox, True, smoothness_weight=refine_smoothness_weight,
+        ncc_kernel_vox=refine_ncc_kernel_vox, fine_steps=refine_fine_steps,
+        fine_learning_rate_vox=refine_fine_learning_rate_vox,
     )
     return _displacement(model, velocity), _displacement(model, -velocity)
 

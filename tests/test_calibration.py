@@ -45,11 +45,13 @@ def test_shipped_fine2_is_a_fit_for_the_shipped_weights_with_m_tiv_held_at_defau
 
 
 def test_a_profile_recognises_another_refinement_budget_and_unrecorded_ones_are_not_judged():
+    from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
+
     default, fine2 = calibration.load_profile(), calibration.load_profile("fine2")
-    assert not calibration.fitted_for_another_refinement(default, 30, 0)
+    assert not calibration.fitted_for_another_refinement(default, REFINE_STEPS, REFINE_FINE_STEPS)  # the release's
     assert calibration.fitted_for_another_refinement(default, 30, 2)
     assert calibration.fitted_for_another_refinement(default, 15, 0)
-    assert not calibration.fitted_for_another_refinement(fine2, 30, 2)
+    assert not calibration.fitted_for_another_refinement(fine2, REFINE_STEPS, 2)
     assert calibration.fitted_for_another_refinement(fine2, 30, 0)
     for name in ("prior", "paper"):
         assert not calibration.fitted_for_another_refinement(calibration.load_profile(name), 7, 7)

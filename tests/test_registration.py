@@ -183,6 +183,24 @@ def test_full_resolution_stage_is_antisymmetric_and_lowers_the_full_resolution_n
     assert _ncc_loss(bl, fu, forward_field) < _ncc_loss(bl, fu, zero) - 0.02
 
 
+def test_fine_steps_compare_full_resolution_images_in_a_window_of_the_same_width(monkeypatch):
+    """The half-resolution steps see pooled (16^3) images in a 13-voxel window, the fine steps
+    the 32^3 images in a 25-voxel one."""
+    seen: list[tuple[tuple[int, ...], int]] = []
+    original = registration.FixedImageLNCC
+
+    class Spy(original):
+        def __init__(self, fixed, kernel_vox, noise_floor):
+            seen.append((tuple(fixed.shape[2:]), kernel_vox))
+            super().__init__(fixed, kernel_vox, noise_floor)
+
+    monkeypatch.setattr(registration, "FixedImageLNCC", Spy)
+    bl, fu = _blobs((32, 32, 32), (0.0, 0.0, 0.0), seed=6), _blobs((32, 32, 32), (0.5, 0.0, 0.0), seed=6)
+    registration.predict_displacement_pair(_untrained_model(), bl, fu, refine_steps=2, refine_fine_steps=1,
+                                           refine_ncc_kernel_vox=13)
+    assert seen == [((16, 16, 16), 13), ((32, 32, 32), 25)]
+
+
 @pytest.mark.parametrize(("steps", "fine_steps"), [(3, 0), (2, 2)])
 def test_pair_prediction_equals_two_inverse_consistent_predictions(steps, fine_steps):
     model = registration.load_registration_model("cpu")

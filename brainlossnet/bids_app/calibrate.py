@@ -36,13 +36,11 @@ the reference);
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -256,29 +254,31 @@ def dataset_agreement(pairs: pd.DataFrame, n_datasets: int, fit: CalibrationFit)
     return agreement
 
 
-def _recorded_values(results_paths: list[Path], pairs: pd.DataFrame,
-                     value_of: Callable[[dict[str, Any]], str | None]) -> Counter[str]:
-    """How many of the per-pair results of ``pairs`` record each value of ``value_of(record)``.
+def pair_records(results_paths: list[Path], pairs: pd.DataFrame) -> list[dict[str, Any]]:
+    """The per-pair ``_bvl.json`` records of ``pairs``, read once.
 
-    Reads the ``_bvl.json`` files of the derivatives folder that holds each results table,
-    for the pairs of that table (``pairs["dataset"]`` indexes ``results_paths``); records
-    for which ``value_of`` returns None are not counted.
+    Reads the records of the derivatives folder that holds each results table, keeping those
+    of that table's pairs (``pairs["dataset"]`` indexes ``results_paths``); an unreadable
+    record is warned about and left out.
     """
-    values: Counter[str] = Counter()
+    kept = []
     for index, results_path in enumerate(results_paths):
         table = pairs.loc[pairs["dataset"] == index, list(KEY_COLUMNS)]
         wanted = set(table.itertuples(index=False, name=None))
         records = read_pair_records(results_path.parent, lambda path, why: LOGGER.warning("%s: %s", path, why))
-        values.update(
-            value for record in records
-            if (str(record["participant_id"]), str(record["session_bl"]), str(record["session_fu"])) in wanted
-            and (value := value_of(record)) is not None
-        )
-    return values
+        kept += [record for record in records
+                 if (str(record["participant_id"]), str(record["session_bl"]), str(record["session_fu"])) in wanted]
+    return kept
 
 
-def _the_one(values: Counter[str], what: str, results_paths: list[Path]) -> str | None:
-    """The single value of ``values``; None when empty; several: :class:`CalibrationDataError`."""
+def single_recorded_value(values: Counter[Any], what: str, results_paths: list[Path]) -> Any:
+    """The one value the records hold; None when none does.
+
+    Raises
+    ------
+    CalibrationDataError
+        If the records hold several values of ``what``.
+    """
     if len(values) > 1:
         listed = ", ".join(f"{value} ({n} pairs)" for value, n in values.most_common())
         named = ", ".join(str(path) for path in results_paths)
@@ -287,47 +287,55 @@ def _the_one(values: Counter[str], what: str, results_paths: list[Path]) -> str 
     return next(iter(values), None)
 
 
-def recorded_models(results_paths: list[Path], pairs: pd.DataFrame) -> str | None:
-    """The registration model version recorded by the per-pair results of ``pairs``.
-
-    Returns
-    -------
-    str or None
-        The one ``model_version`` of those records; None when none is recorded.
+def recorded_model(records: list[dict[str, Any]], results_paths: list[Path]) -> str | None:
+    """The registration model version of the records (:func:`pair_records`); None when none is recorded.
 
     Raises
     ------
     CalibrationDataError
         If the pairs were computed by more than one model.
     """
-    versions = _recorded_values(results_paths, pairs, lambda record: str(record.get("model_version") or "") or None)
-    return _the_one(versions, "models", results_paths)
+    versions = Counter(str(record["model_version"]) for record in records if record.get("model_version"))
+    return single_recorded_value(versions, "models", results_paths)
 
 
-def _refinement_of(record: dict[str, Any]) -> str | None:
-    """The refinement budget a per-pair record was computed with, as JSON; None if unrecorded.
-
-    Records written before ``--refine-fine-steps`` existed were computed without such steps.
-    """
-    options = record.get("options") or {}
-    if "refine_steps" not in options:
-        return None
-    return json.dumps({"refine_steps": int(options["refine_steps"]),
-                       "refine_fine_steps": int(options.get("refine_fine_steps", 0))}, sort_keys=True)
-
-
-def recorded_refinement(results_paths: list[Path], pairs: pd.DataFrame) -> dict[str, int] | None:
-    """The test-time refinement budget (``refine_steps``, ``refine_fine_steps``) of the pairs' results.
+def recorded_refinement(records: list[dict[str, Any]], results_paths: list[Path]) -> dict[str, int] | None:
+    """The test-time refinement budget of the records: ``refine_steps`` and ``refine_fine_steps``.
 
     m_scale holds for one budget only (:func:`brainlossnet.calibration.fitted_for_another_refinement`).
+    Records written before ``--refine-fine-steps`` existed were computed without such steps;
+    records without ``options.refine_steps`` are not counted (and said so).
+
+    Returns
+    -------
+    dict or None
+        The one budget of the records; None when none records one.
 
     Raises
     ------
     CalibrationDataError
-        If the pairs were computed with more than one budget.
+        If the pairs were computed with more than one budget, or a record's budget is not a
+        pair of integers.
     """
-    budget = _the_one(_recorded_values(results_paths, pairs, _refinement_of), "refinement settings", results_paths)
-    return None if budget is None else json.loads(budget)
+    budgets: Counter[tuple[int, int]] = Counter()
+    unrecorded = 0
+    for record in records:
+        options = record.get("options") or {}
+        if "refine_steps" not in options:
+            unrecorded += 1
+            continue
+        try:
+            budgets[(int(options["refine_steps"]), int(options.get("refine_fine_steps", 0)))] += 1
+        except (TypeError, ValueError):
+            raise CalibrationDataError(
+                f"{record['participant_id']} {record['session_bl']}->{record['session_fu']}: the recorded refinement options "
+                f"{options.get('refine_steps')!r}, {options.get('refine_fine_steps')!r} are not integers"
+            ) from None
+    if unrecorded and budgets:
+        LOGGER.warning("%d pair(s) record no refinement budget; the profile records that of the other %d",
+                       unrecorded, sum(budgets.values()))
+    budget = single_recorded_value(budgets, "refinement settings (refine_steps, refine_fine_steps)", results_paths)
+    return None if budget is None else {"refine_steps": budget[0], "refine_fine_steps": budget[1]}
 
 
 def profile_document(
@@ -507,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             named = ", ".join(str(path) for path in args.results)
             raise CalibrationDataError(f"{named}: {len(pairs)} usable pair(s); {err}") from None
-        model = recorded_models(args.results, pairs)
+        records = pair_records(args.results, pairs)
+        model = recorded_model(records, args.results)
         if args.model:
             if model and model != args.model:
                 LOGGER.warning("--model %s differs from the model recorded with the results (%s)", args.model, model)
@@ -518,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             LOGGER.warning("no model version recorded next to the results; assuming the installed model %s",
                            MODEL_VERSION)
             model = MODEL_VERSION
-        refinement = recorded_refinement(args.results, pairs)
+        refinement = recorded_refinement(records, args.results)
     except CalibrationDataError as err:
         LOGGER.error("%s", err)
         return EXIT_DATAERR

@@ -127,6 +127,16 @@ def test_the_refinement_budget_of_the_results_is_recorded_and_mixed_budgets_are_
     out.unlink()
     assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 65
     assert "several refinement settings" in caplog.text and not out.exists()
+    _set_options(results, {"refine_steps": None}, only="000")
+    assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 65
+    assert "sub-000 01->02: the recorded refinement options None" in caplog.text and not out.exists()
+
+
+def test_results_without_a_recorded_budget_give_a_profile_without_one(tmp_path):
+    results, truth = _write_results(tmp_path / "derivatives", n=6)
+    out = tmp_path / "p.json"
+    assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 0
+    assert "refinement" not in load_profile(out).fit
 
 
 def test_results_of_two_models_are_refused(tmp_path, caplog):
