@@ -46,7 +46,7 @@ import torch
 from brainlossnet import registration
 from brainlossnet.accuracy_summary import accuracy_table, to_markdown
 from brainlossnet.bids_app.derivatives import intermediate_paths, pair_prefix
-from brainlossnet.calibration_fit import bvl_slope, fit_calibration, fit_line
+from brainlossnet.calibration_fit import bvl_slope, fit_calibration
 from brainlossnet.geometry import voxel_sizes_mm
 from brainlossnet.interfaces.nifti import load_image
 from brainlossnet.volumetry import brain_volume_loss, distortion_corrected, pair_volumes
@@ -172,8 +172,8 @@ def settings_table(calibration_pairs: dict[str, pd.DataFrame], measured_pairs: d
             "calibration: m_TIV": fit.m_tiv,
             "calibration: m_scale": fit.m_scale,
             "calibration: SD of BVL - truth on its pairs (%)": fit.bvl_minus_reference_sd_pct,
-            "raw slope of dBPV on truth, atrophy": fit_line(
-                atrophy.true_dbpv_pct.to_numpy(), ((atrophy.dbpv_fw + atrophy.dbpv_bw) / 2).to_numpy()).slope,
+            "raw slope of dBPV on truth, atrophy": bvl_slope(  # m_TIV 0 and m_scale 1: the raw dBPV
+                (atrophy.dbpv_fw + atrophy.dbpv_bw) / 2, atrophy.dtiv_fw, atrophy.true_dbpv_pct, 0.0, 1.0),
         }
         per_dataset = {
             dataset: bvl_slope((group.dbpv_fw + group.dbpv_bw) / 2, (group.dtiv_fw + group.dtiv_bw) / 2,
@@ -181,8 +181,8 @@ def settings_table(calibration_pairs: dict[str, pd.DataFrame], measured_pairs: d
             for dataset, group in atrophy.groupby("dataset", sort=False)
         }
         extra_rows[name].update({f"slope of BVL on truth, atrophy, {dataset}": slope for dataset, slope in per_dataset.items()})
-        extra_rows[name]["largest |slope - 1| over the datasets, atrophy"] = float(
-            np.nanmax([abs(v - 1.0) for v in per_dataset.values()]))
+        distances = [abs(v - 1.0) for v in per_dataset.values() if np.isfinite(v)]
+        extra_rows[name]["largest |slope - 1| over the datasets, atrophy"] = max(distances, default=float("nan"))
     table = accuracy_table(merged, {name: name for name in calibration_pairs})
     extra = pd.DataFrame([{"metric": metric, "scenario": "calibration" if metric.startswith("cal") else "atrophy",
                            **{name: extra_rows[name][metric] for name in extra_rows}}
