@@ -98,11 +98,27 @@ def fitted_for_another_model(profile: CalibrationProfile, model_version: str) ->
     return _model_family(profile.model) == _model_family(model_version) and profile.model != model_version
 
 
+def refinement_budget(options: dict[str, Any]) -> tuple[int, int] | None:
+    """``(refine_steps, refine_fine_steps)`` of a pair's recorded options or a profile's ``fit["refinement"]``.
+
+    None when ``refine_steps`` is not recorded; a record without ``refine_fine_steps`` predates
+    that option and was computed without such steps (0).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a recorded value is not an integer.
+    """
+    if "refine_steps" not in options:
+        return None
+    return int(options["refine_steps"]), int(options.get("refine_fine_steps", 0))
+
+
 def fitted_for_another_refinement(profile: CalibrationProfile, refine_steps: int, refine_fine_steps: int) -> bool:
     """Whether ``profile`` records a test-time refinement other than the one about to run.
 
     The raw change the registration reads depends on its refinement budget (two steps at full
-    resolution read about a third more than none, docs/registration.md), so m_scale holds
+    resolution read a quarter to a third more than none, docs/registration.md), so m_scale holds
     for one budget only. A profile written by ``brainlossnet calibrate`` records the budget of
     its pairs in ``fit["refinement"]`` (``refine_steps``, ``refine_fine_steps``); profiles
     without that record are not judged. The refinement's learning rates, smoothness and
@@ -121,10 +137,8 @@ def fitted_for_another_refinement(profile: CalibrationProfile, refine_steps: int
     bool
         True when the profile records a budget and it differs from the run's.
     """
-    recorded = profile.fit.get("refinement")
-    if not recorded:
-        return False
-    return (recorded.get("refine_steps"), recorded.get("refine_fine_steps", 0)) != (refine_steps, refine_fine_steps)
+    recorded = refinement_budget(profile.fit.get("refinement") or {})
+    return recorded is not None and recorded != (refine_steps, refine_fine_steps)
 
 
 def _model_family(model_version: str) -> str:

@@ -50,7 +50,7 @@ import pandas as pd
 
 from brainlossnet import __version__
 from brainlossnet.bids_app.derivatives import atomic_write_json, read_pair_records
-from brainlossnet.calibration import profile_from_dict
+from brainlossnet.calibration import profile_from_dict, refinement_budget
 from brainlossnet.calibration_fit import CalibrationFit, bvl_slope, fit_calibration
 from brainlossnet.volumetry import distortion_corrected
 
@@ -321,16 +321,17 @@ def recorded_refinement(records: list[dict[str, Any]], results_paths: list[Path]
     unrecorded = 0
     for record in records:
         options = record.get("options") or {}
-        if "refine_steps" not in options:
-            unrecorded += 1
-            continue
         try:
-            budgets[(int(options["refine_steps"]), int(options.get("refine_fine_steps", 0)))] += 1
+            budget = refinement_budget(options)
         except (TypeError, ValueError):
             raise CalibrationDataError(
                 f"{record['participant_id']} {record['session_bl']}->{record['session_fu']}: the recorded refinement options "
                 f"{options.get('refine_steps')!r}, {options.get('refine_fine_steps')!r} are not integers"
             ) from None
+        if budget is None:
+            unrecorded += 1
+        else:
+            budgets[budget] += 1
     if unrecorded and budgets:
         LOGGER.warning("%d pair(s) record no refinement budget; the profile records that of the other %d",
                        unrecorded, sum(budgets.values()))

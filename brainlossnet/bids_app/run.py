@@ -55,7 +55,13 @@ from brainlossnet.bids_app.review import (
     write_crash_report,
 )
 from brainlossnet.bids_app.validation import validate_files
-from brainlossnet.calibration import fitted_for_another_model, fitted_for_another_refinement, load_profile, profile_path
+from brainlossnet.calibration import (
+    fitted_for_another_model,
+    fitted_for_another_refinement,
+    load_profile,
+    profile_path,
+    refinement_budget,
+)
 from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
 from brainlossnet.reports.flags import pair_warnings
 
@@ -127,12 +133,10 @@ def _calibration(value: str, refine_steps: int, refine_fine_steps: int) -> str:
                        "its constants may not hold; refit with 'brainlossnet calibrate'",
                        profile.name, profile.model, MODEL_VERSION)
     if fitted_for_another_refinement(profile, refine_steps, refine_fine_steps):
-        recorded = profile.fit["refinement"]
-        LOGGER.warning("calibration profile %s was fitted for --refine-steps %s --refine-fine-steps %s, not for "
+        LOGGER.warning("calibration profile %s was fitted for --refine-steps %d --refine-fine-steps %d, not for "
                        "this run's %d and %d: its m_scale does not hold (docs/registration.md); use a profile "
                        "fitted for these settings or refit with 'brainlossnet calibrate'",
-                       profile.name, recorded.get("refine_steps"), recorded.get("refine_fine_steps", 0),
-                       refine_steps, refine_fine_steps)
+                       profile.name, *refinement_budget(profile.fit["refinement"]), refine_steps, refine_fine_steps)
     return str(path) if Path(value).is_file() else value
 
 
