@@ -118,7 +118,7 @@ def fitted_for_another_refinement(profile: CalibrationProfile, refine_steps: int
     """Whether ``profile`` records a test-time refinement other than the one about to run.
 
     The raw change the registration reads depends on its refinement budget (two steps at full
-    resolution read a quarter to a third more than none, docs/registration.md), so m_scale holds
+    resolution read about 40 % more than none, docs/calibration.md), so m_scale holds
     for one budget only. A profile written by ``brainlossnet calibrate`` records the budget of
     its pairs in ``fit["refinement"]`` (``refine_steps``, ``refine_fine_steps``); profiles
     without that record are not judged. The refinement's learning rates, smoothness and

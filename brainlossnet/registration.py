@@ -110,10 +110,12 @@ full-resolution images, warped by the upsampled displacement (:func:`refine_velo
 On pairs simulated from six people (docs/registration.md, "Similarity at full resolution")
 2 steps raised the share of the true change the fields recover from 0.64-0.84 to 0.92-1.03
 and brought the calibrated atrophy slope of each of the five people other than the
-calibration person within 0.95-1.06 (0.79-1.13 without; chosen on those pairs),
-for twice the registration's CPU time; 5 or 10 steps recover less again. 0 until the full
-benchmark and the 17-pair calibration are redone with them; the ``fine2`` calibration
-profile is fitted for 2, the ``default`` one for 0.
+calibration person within 0.95-1.06 (0.79-1.13 without; chosen on those pairs; each
+setting calibrated on 5 of the calibration person's pairs),
+for twice the registration's CPU time; 5 or 10 steps recover less again; on the 35-pair
+benchmark they lower the error and the per-person spread too. Still 0: with 2 steps a rescan
+whose FU alone was resampled once (sharper BL than FU) reads -0.22 % (0 steps: +0.01 %;
+docs/registration.md). The ``fine2`` calibration profile is fitted for 2, ``default`` for 0.
 """
 
 REFINE_FINE_LEARNING_RATE_VOX: float = 0.1
