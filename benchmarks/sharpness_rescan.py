@@ -34,8 +34,6 @@ from pair_speed import make_rescan  # benchmarks/pair_speed.py, next to this scr
 def write_dataset(scan: Path, root: Path) -> Path:
     """The BIDS dataset of the two rescan pairs under ``root/bids``."""
     bids = root / "bids"
-    if bids.is_dir():
-        raise SystemExit(f"{bids} exists: give an empty OUT (its work/ may be reused by linking it)")
     scratch = root / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     resampled = {seed: make_rescan(scan, scratch / f"resampled_seed{seed}.nii.gz", seed=seed) for seed in (0, 1)}
@@ -60,6 +58,8 @@ def main() -> int:
     parser.add_argument("--nprocs", type=int, default=2)
     args = parser.parse_args()
 
+    if (args.out / "bids").is_dir():
+        raise SystemExit(f"{args.out / 'bids'} exists: give an empty OUT (its work/ may be reused by linking it)")
     bids = write_dataset(args.scan, args.out)
     rows = []
     for index, setting in enumerate(args.setting):
