@@ -32,7 +32,7 @@ from pair_speed import make_rescan  # benchmarks/pair_speed.py, next to this scr
 
 
 def write_dataset(scan: Path, root: Path) -> Path:
-    """The BIDS dataset of the two rescan pairs under ``root/bids``."""
+    """The BIDS dataset of the three rescan pairs under ``root/bids``."""
     bids = root / "bids"
     scratch = root / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
