@@ -115,7 +115,9 @@ setting calibrated on 5 of the calibration person's pairs),
 for twice the registration's CPU time; 5 or 10 steps recover less again; on the 35-pair
 benchmark they lower the error and the per-person spread too. Still 0: with 2 steps a rescan
 whose FU alone was resampled once (sharper BL than FU) reads -0.22 % (0 steps: +0.01 %;
-docs/registration.md). The ``fine2`` calibration profile is fitted for 2, ``default`` for 0.
+docs/registration.md); the register stage's sharpness matching (:mod:`brainlossnet.sharpness`)
+cuts that to about a third (raw dBPV -0.35 -> -0.10 %) but does not remove it. The ``fine2`` calibration
+profile is fitted for 2, ``default`` for 0.
 """
 
 REFINE_FINE_LEARNING_RATE_VOX: float = 0.1

@@ -45,6 +45,7 @@ import scipy.sparse.linalg
 import torch
 
 from brainlossnet import deformation
+from brainlossnet.sharpness import gaussian_blur
 
 REGIONS: tuple[str, ...] = ("whole", "lobe", "ventricles")
 """Where atrophy happens: all tissue; the frontal lobe (:func:`frontal_weight`); only the
@@ -520,10 +521,13 @@ def gradient_warp_mm(points_mm: np.ndarray, center_mm: np.ndarray, coefficients:
 @dataclass(frozen=True)
 class Distortion:
     """Scanner distortion of a follow-up: scaling per world axis about the centre (1.008 shows
-    the head 0.8 % larger) and gradient-warp coefficients (mm; None for none)."""
+    the head 0.8 % larger), gradient-warp coefficients (mm; None for none) and a wider
+    point-spread function (variance in mm² of the Gaussian the scan is blurred by before its
+    noise; 0 for none)."""
 
     scaling: tuple[float, float, float] = (1.0, 1.0, 1.0)
     warp_mm: np.ndarray | None = None
+    blur_mm2: float = 0.0
 
 
 def acquire(anatomy: Anatomy, pose: np.ndarray, atrophy: np.ndarray | None = None,
@@ -538,7 +542,7 @@ def acquire(anatomy: Anatomy, pose: np.ndarray, atrophy: np.ndarray | None = Non
     atrophy
         Displacement of ``phi`` (voxels), sampled trilinearly at the posed points, or None.
     distortion
-        Applied in scanner coordinates before the pose.
+        Applied in scanner coordinates before the pose; its blur last, on the scan's grid.
     """
     shape = anatomy.image.shape
     index = np.indices(shape, dtype=np.float64).reshape(3, -1)
@@ -560,7 +564,10 @@ def acquire(anatomy: Anatomy, pose: np.ndarray, atrophy: np.ndarray | None = Non
             points[axis] += deformation.sample_at(torch.from_numpy(atrophy[axis]), points_t).double().numpy().ravel()
         del points_t
     values = scipy.ndimage.map_coordinates(anatomy.coefficients, points, order=3, prefilter=False, mode="nearest")
-    return values.reshape(shape).astype(np.float32)
+    scan = values.reshape(shape).astype(np.float32)
+    if distortion.blur_mm2:
+        scan = gaussian_blur(scan, distortion.blur_mm2 / anatomy.voxel_mm**2)
+    return scan
 
 
 def perturb(anatomy: Anatomy, scan: np.ndarray, generator: torch.Generator,

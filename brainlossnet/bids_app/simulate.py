@@ -9,8 +9,9 @@ parenchyma and TIV change of every pair, measured by Jacobian integration
 * ``atrophy``: prescribed parenchyma change of all tissue (``sub-atrophy1p00``: -1.00 %), of the
   frontal lobe (``sub-lobe1p00``) and around enlarging ventricles (``sub-ventricles1p00``);
 * ``rescan``: no change (``sub-rescan1`` ...);
-* ``distortion``: the follow-up scaled (isotropic 0.8 %, anisotropic up to 1 %) or warped by a
-  gradient-like field, without and with -1 % atrophy (``sub-scaleiso0p8``, ``sub-warpatrophy1p00`` ...).
+* ``distortion``: the follow-up scaled (isotropic 0.8 %, anisotropic up to 1 %), warped by a
+  gradient-like field or blurred (a wider point-spread function, as from another protocol),
+  without and with -1 % atrophy (``sub-scaleiso0p8``, ``sub-warpatrophy1p00``, ``sub-blur`` ...).
 
 Every scan of every pair has its own rigid position, gain, bias field and noise, and is
 interpolated once. A pair is a pure function of ``--seed`` and its subject label.
@@ -40,17 +41,20 @@ DEFAULT_REGIONAL_PCTS: tuple[float, ...] = (-1.0,)
 DEFAULT_DISTORTION_PCT = -1.0
 """Atrophy of the distortion pairs that have atrophy (``--distortion-pct``)."""
 
-DISTORTIONS: tuple[tuple[str, tuple[float, float, float], bool], ...] = (
-    ("scaleiso0p8", (1.008, 1.008, 1.008), False),
-    ("scaleaniso", (1.010, 0.995, 0.990), False),
-    ("warp", (1.0, 1.0, 1.0), True),
+DISTORTIONS: tuple[tuple[str, tuple[float, float, float], bool, float], ...] = (
+    ("scaleiso0p8", (1.008, 1.008, 1.008), False, 0.0),
+    ("scaleaniso", (1.010, 0.995, 0.990), False, 0.0),
+    ("warp", (1.0, 1.0, 1.0), True, 0.0),
+    ("blur", (1.0, 1.0, 1.0), False, 0.1),
 )
-"""Follow-up distortions: label, scaling per world axis (1.008: the head looks 0.8 % larger), gradient warp."""
+"""Follow-up distortions: label, scaling per world axis (1.008: the head looks 0.8 % larger),
+gradient warp, blur (variance in mm² of a Gaussian: 0.1 is sigma 0.32 mm, about what a protocol
+with other voxels or k-space filtering may give; docs/simulate.md)."""
 
 EXTRA_COLUMNS: tuple[str, ...] = (
     "scenario", "region", "scaling", "nonlinear", "true_dbpv_spread_pct", "seed", "true_dbpv_ml",
     "true_dbpv_spread_ml", "amplitude",
-    "min_jacobian", "source",
+    "min_jacobian", "source", "blur_mm2",
 )
 """Columns of truth.tsv after :data:`brainlossnet.bids_app.demo.TRUTH_COLUMNS` (then one
 ``true_dbpv_pct_<definition>`` per tissue definition)."""
@@ -73,6 +77,7 @@ class PairPlan:
     requested_pct: float
     scaling: tuple[float, float, float] = (1.0, 1.0, 1.0)
     nonlinear: bool = False
+    blur_mm2: float = 0.0
 
     def seed(self, base_seed: int) -> int:
         """Seed of this pair: from the run's seed and the label, so it does not depend on which
@@ -102,10 +107,10 @@ def plan_pairs(scenarios: tuple[str, ...], atrophy_pcts: tuple[float, ...], regi
     if "rescan" in scenarios:
         plans += [PairPlan(f"rescan{k}", "rescan", "none", 0.0) for k in range(1, n_rescans + 1)]
     if "distortion" in scenarios:
-        for name, scaling, nonlinear in DISTORTIONS:
-            plans.append(PairPlan(name, "distortion", "none", 0.0, scaling, nonlinear))
+        for name, scaling, nonlinear, blur_mm2 in DISTORTIONS:
+            plans.append(PairPlan(name, "distortion", "none", 0.0, scaling, nonlinear, blur_mm2))
             plans.append(PairPlan(f"{name}atrophy{pct_label(distortion_pct)}", "distortion", "whole",
-                                  distortion_pct, scaling, nonlinear))
+                                  distortion_pct, scaling, nonlinear, blur_mm2))
     labels = [p.label for p in plans]
     if len(set(labels)) != len(labels):
         raise ValueError(f"two pairs share a subject label: {labels}")
@@ -214,7 +219,7 @@ def build_dataset(
         if isinstance(atrophy, ValueError):
             log(f"sub-{plan.label}: skipped: {atrophy}")
             continue
-        distortion = simulation.Distortion(plan.scaling)
+        distortion = simulation.Distortion(plan.scaling, blur_mm2=plan.blur_mm2)
         if plan.nonlinear:
             distortion = simulation.with_warp(distortion, pair_seed)
         pair = simulation.simulate_pair(anatomy, atrophy, pair_seed, distortion)
@@ -239,7 +244,7 @@ def build_dataset(
             "true_dbpv_pct": truth.dbpv_pct["soft"], "true_dtiv_pct": truth.dtiv_pct,
             "requested_dbpv_pct": plan.requested_pct, "true_bpv_bl_ml": truth.bpv_bl_ml,
             "true_tiv_bl_ml": truth.tiv_bl_ml, "scenario": plan.scenario, "region": plan.region,
-            "scaling": plan.scaling_text, "nonlinear": plan.nonlinear,
+            "scaling": plan.scaling_text, "nonlinear": plan.nonlinear, "blur_mm2": plan.blur_mm2,
             "true_dbpv_spread_pct": truth.spread_pct, "seed": pair_seed,
             "true_dbpv_ml": truth.dbpv_ml["soft"],
             "true_dbpv_spread_ml": max(truth.dbpv_ml.values()) - min(truth.dbpv_ml.values()),

@@ -26,6 +26,14 @@ DTIV_LIMIT_PCT = 1.0
 the scans differ by more distortion than a same-scanner pair usually shows."""
 
 
+SHARPNESS_DIFFERENCE_LIMIT_MM2 = 0.03
+"""|fu_blur_mm2| above this (Gaussian variance, mm²) is called a sharpness difference.
+
+Simulated pairs of one scanner and protocol read at most 0.005 mm², a scan resampled once
+more (cubic) than its partner 0.019 mm² (:mod:`brainlossnet.sharpness`); a larger difference
+points to another scanner, protocol or processing of one scan."""
+
+
 def _number(record: Mapping[str, Any], key: str) -> float:
     value = record.get(key)
     try:
@@ -57,7 +65,7 @@ def pair_warnings(
         ``flagged`` status set by the pipeline) comes first with its message, then any
         ``flags``/``warnings`` the record itself carries, then the checks of this
         module: forward/backward disagreement, apparent TIV change, implausible mask
-        volumes, different scanner or sequence.
+        volumes, a sharpness difference between the scans, different scanner or sequence.
     """
     warnings: list[str] = []
     status = record.get("status", "ok")
@@ -88,6 +96,15 @@ def pair_warnings(
             if not low <= fraction <= high:
                 warnings.append(f"{session.upper()} parenchyma is {fraction:.2f} of the TIV, "
                                 f"outside {low:.2f}-{high:.2f}: check the masks")
+    fu_blur_mm2 = _number(record, "fu_blur_mm2")
+    if abs(fu_blur_mm2) > SHARPNESS_DIFFERENCE_LIMIT_MM2:
+        blurrier, sharper = ("FU", "BL") if fu_blur_mm2 > 0 else ("BL", "FU")
+        matched = (record.get("options") or {}).get("sharpness_matching")
+        handling = ("the registration blurred the sharper scan to match" if matched
+                    else "not matched (--no-sharpness-matching): read as volume change")
+        warnings.append(f"{blurrier} is blurrier than {sharper} by a Gaussian of variance "
+                        f"{abs(fu_blur_mm2):.3f} mm² (> {SHARPNESS_DIFFERENCE_LIMIT_MM2} mm²; another "
+                        f"scanner, protocol or a resampled scan?); {handling}")
     if metadata_bl is not None and metadata_fu is not None:
         differences = acquisition_differences(metadata_bl, metadata_fu)
         if differences:

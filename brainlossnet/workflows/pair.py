@@ -12,6 +12,7 @@ from brainlossnet.interfaces.register import register_task
 from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
 from brainlossnet.interfaces.segment import segment_task
 from brainlossnet.interfaces.volumes import correct_task, measure_volumes_task
+from brainlossnet.sharpness import SHARPNESS_MATCHING
 from brainlossnet.workflows.stages import STAGE_NODES
 
 
@@ -24,15 +25,19 @@ def init_pair_wf(
     allow_skull_stripped: bool = False,
     refine_steps: int = REFINE_STEPS,
     refine_fine_steps: int = REFINE_FINE_STEPS,
+    sharpness_matching: bool = SHARPNESS_MATCHING,
 ) -> pydra.Workflow:
     """Build (without running) the workflow that turns one BL/FU pair into a BVL.
 
     Inputs: ``t1w_bl``, ``t1w_fu`` (the source scans) and ``calibration`` (a profile
     JSON file). ``allow_skull_stripped`` lets the crop accept a skull-stripped scan;
     ``refine_steps`` and ``refine_fine_steps`` are the test-time refinement of the
-    registration at half and at full resolution (both 0: the network alone).
+    registration at half and at full resolution (both 0: the network alone);
+    ``sharpness_matching`` blurs the sharper halfway image to the other's sharpness before
+    the registration (:mod:`brainlossnet.sharpness`).
     Outputs: ``result`` (JSON with every volume and percent change),
     ``transform`` (rigid halfway), the halfway images, masks and displacement fields,
+    ``fu_blur_mm2`` (how much blurrier FU is than BL, :mod:`brainlossnet.sharpness`),
     and ``<node>_s`` run times.
     """
     wf = pydra.Workflow(name=name, input_spec={"t1w_bl": File, "t1w_fu": File, "calibration": File})
@@ -69,6 +74,7 @@ def init_pair_wf(
         device=device,
         refine_steps=refine_steps,
         refine_fine_steps=refine_fine_steps,
+        sharpness_matching=sharpness_matching,
     ))
     wf.add(measure_volumes_task(
         name="volumes",
@@ -92,6 +98,7 @@ def init_pair_wf(
             ("fu_intracranial", wf.rigid_halfway.lzout.fu_intracranial),
             ("field_fw", wf.register.lzout.field_fw),
             ("field_bw", wf.register.lzout.field_bw),
+            ("fu_blur_mm2", wf.register.lzout.fu_blur_mm2),
             ("bl_surround_ratio", wf.crop_bl.lzout.surround_ratio),
             ("fu_surround_ratio", wf.crop_fu.lzout.surround_ratio),
         ]

@@ -32,6 +32,7 @@ from brainlossnet.calibration import DEFAULT_PROFILE, profile_path
 from brainlossnet.geometry import CROP_SHAPE
 from brainlossnet.interfaces.nifti import load_json
 from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
+from brainlossnet.sharpness import SHARPNESS_MATCHING
 from brainlossnet.workflows.device_slots import assign_slots, device_slots
 from brainlossnet.workflows.pair import init_pair_wf
 from brainlossnet.workflows.reporting_worker import NodeReport, reporting_worker
@@ -67,6 +68,7 @@ class PipelineOptions:
     allow_skull_stripped: bool = False
     refine_steps: int = REFINE_STEPS
     refine_fine_steps: int = REFINE_FINE_STEPS
+    sharpness_matching: bool = SHARPNESS_MATCHING
 
 
 @dataclass
@@ -85,7 +87,7 @@ def init_single_pair_wf(pair: PairSpec, *, options: PipelineOptions) -> pydra.Wo
     """The pair workflow with one pair's scans and the calibration file as inputs (built, not run)."""
     wf = init_pair_wf(crop_shape=options.crop_shape, device=options.device, seed=options.seed,
                       allow_skull_stripped=options.allow_skull_stripped, refine_steps=options.refine_steps,
-                      refine_fine_steps=options.refine_fine_steps)
+                      refine_fine_steps=options.refine_fine_steps, sharpness_matching=options.sharpness_matching)
     wf.inputs.t1w_bl = Path(pair.t1w_bl).resolve()
     wf.inputs.t1w_fu = Path(pair.t1w_fu).resolve()
     wf.inputs.calibration = profile_path(options.calibration)
@@ -139,7 +141,9 @@ def _pair_result(pair: PairSpec, outputs: Any, options: PipelineOptions) -> Pair
         for stage, nodes in STAGE_NODES.items()
     }
     metrics["options"] = {"crop_shape": list(options.crop_shape), "seed": options.seed,
-                          "refine_steps": options.refine_steps, "refine_fine_steps": options.refine_fine_steps}
+                          "refine_steps": options.refine_steps, "refine_fine_steps": options.refine_fine_steps,
+                          "sharpness_matching": options.sharpness_matching}
+    metrics["fu_blur_mm2"] = float(outputs.fu_blur_mm2)
     metrics["surround_ratio"] = {"bl": float(outputs.bl_surround_ratio), "fu": float(outputs.fu_surround_ratio)}
     files = {name: Path(str(getattr(outputs, name))) for name in INTERMEDIATE_OUTPUTS}
     return PairResult(pair=pair, status="ok", metrics=metrics, files=files)

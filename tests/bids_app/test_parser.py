@@ -29,6 +29,7 @@ def test_defaults(tmp_path, monkeypatch):
     assert opts.seed == 0
     assert opts.save_intermediates is False
     assert opts.refine_steps is None and opts.refine_fine_steps is None  # the release's settings
+    assert opts.sharpness_matching is True
 
 
 def test_labels_with_and_without_prefix():
@@ -47,7 +48,7 @@ def test_options_are_parsed():
         "in", "out", "participant", "-w", "/tmp/cache", "--nprocs", "3", "--pairing", "all",
         "--device", "cuda:1", "--calibration", "siena", "--seed", "7",
         "--crop-shape", "48", "56", "40", "--save-intermediates",
-        "--refine-steps", "12", "--refine-fine-steps", "0",
+        "--refine-steps", "12", "--refine-fine-steps", "0", "--no-sharpness-matching",
         "--plugin", "slurm", "--plugin-args", '{"max_jobs": 4}',
         "--sbatch-args=--partition=gpu --gres=gpu:1",
     ])
@@ -60,6 +61,7 @@ def test_options_are_parsed():
     assert opts.crop_shape == (48, 56, 40)
     assert opts.save_intermediates
     assert (opts.refine_steps, opts.refine_fine_steps) == (12, 0)
+    assert opts.sharpness_matching is False
     assert opts.plugin_args == {"max_jobs": 4, "sbatch_args": "--partition=gpu --gres=gpu:1"}
 
 

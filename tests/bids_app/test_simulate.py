@@ -14,6 +14,7 @@ from brainlossnet import phantom
 from brainlossnet.bids_app import layout, simulate
 from brainlossnet.bids_app.demo import TRUTH_COLUMNS
 from brainlossnet.bids_app.run import main as run_main
+from brainlossnet.sharpness import relative_blur_vox2
 
 REQUIRED = [*TRUTH_COLUMNS, "scenario", "region", "scaling", "nonlinear", "true_dbpv_spread_pct", "seed"]
 
@@ -49,7 +50,7 @@ def test_truth_table_has_the_contract_columns_and_numbers(dataset):
     assert set(rows.index) == {
         "sub-atrophy0p00", "sub-atrophy0p50", "sub-rescan1",
         "sub-scaleiso0p8", "sub-scaleiso0p8atrophy0p50", "sub-scaleaniso", "sub-scaleanisoatrophy0p50",
-        "sub-warp", "sub-warpatrophy0p50",
+        "sub-warp", "sub-warpatrophy0p50", "sub-blur", "sub-bluratrophy0p50",
     }
     assert rows.loc["sub-atrophy0p50", "true_dbpv_pct"] == pytest.approx(-0.5, abs=2e-3)
     assert rows.loc["sub-atrophy0p50", "region"] == "whole"
@@ -60,8 +61,19 @@ def test_truth_table_has_the_contract_columns_and_numbers(dataset):
     assert rows.loc["sub-scaleiso0p8", "scaling"] == "1.008x1.008x1.008"
     assert rows.loc["sub-warpatrophy0p50", "true_dbpv_pct"] == rows.loc["sub-atrophy0p50", "true_dbpv_pct"]
     assert bool(rows.loc["sub-warp", "nonlinear"]) and not bool(rows.loc["sub-scaleaniso", "nonlinear"])
+    assert rows.loc["sub-blur", "blur_mm2"] == 0.1 and rows.loc["sub-warp", "blur_mm2"] == 0.0
+    assert rows.loc["sub-blur", "true_dbpv_pct"] == 0.0 and rows.loc["sub-blur", "true_dtiv_pct"] == 0.0
     assert (truth["session_bl"] == "bl").all() and (truth["session_fu"] == "fu").all()
     assert (truth["true_tiv_bl_ml"] > truth["true_bpv_bl_ml"]).all()
+
+
+def test_the_blurred_follow_up_is_blurrier_by_the_planned_variance(dataset):
+    """FU of ``blur`` read back by the registration's own estimate: about 0.1 mm² blurrier than BL."""
+    images = {session: nib.load(dataset / "bids" / "sub-blur" / f"ses-{session}" / "anat" / f"sub-blur_ses-{session}_T1w.nii.gz")
+              for session in ("bl", "fu")}
+    voxel_mm = images["bl"].header.get_zooms()[:3]
+    assert np.allclose(voxel_mm, 1.0)
+    assert relative_blur_vox2(*(images[s].get_fdata(dtype=np.float32) for s in ("bl", "fu"))) == pytest.approx(0.1, abs=0.04)
 
 
 def test_dataset_is_read_by_the_app_layout(dataset):

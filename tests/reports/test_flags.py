@@ -40,3 +40,14 @@ def test_scanner_warning_follows_the_flag_rule_for_absent_fields():
                         "RepetitionTime: 2.3 vs missing"]
     assert pair_warnings(CLEAN, without_tr, dict(without_tr)) == []
     assert pair_warnings(CLEAN, {}, {}) == []
+
+
+def test_a_sharpness_difference_names_the_blurrier_scan_and_whether_it_was_matched():
+    assert pair_warnings(dict(CLEAN, fu_blur_mm2=0.02)) == []  # one extra resampling reads about 0.02
+    matched = pair_warnings(dict(CLEAN, fu_blur_mm2=0.1, options={"sharpness_matching": True}))
+    assert len(matched) == 1
+    assert matched[0].startswith("FU is blurrier than BL by a Gaussian of variance 0.100 mm²")
+    assert "blurred the sharper scan to match" in matched[0]
+    unmatched = pair_warnings(dict(CLEAN, fu_blur_mm2=-0.05, options={"sharpness_matching": False}))
+    assert unmatched[0].startswith("BL is blurrier than FU by a Gaussian of variance 0.050 mm²")
+    assert "not matched (--no-sharpness-matching)" in unmatched[0]

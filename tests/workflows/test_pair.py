@@ -10,7 +10,8 @@ from brainlossnet.workflows.stages import STAGE_NODES, STAGES
 
 
 def test_pair_workflow_has_every_stage_wired_file_to_file():
-    wf = init_pair_wf(crop_shape=(96, 112, 112), device="cpu", seed=3, refine_steps=4, refine_fine_steps=2)
+    wf = init_pair_wf(crop_shape=(96, 112, 112), device="cpu", seed=3, refine_steps=4, refine_fine_steps=2,
+                      sharpness_matching=False)
     nodes = set(wf.name2obj)
     assert nodes == {node for group in STAGE_NODES.values() for node in group}
     assert tuple(STAGE_NODES) == STAGES
@@ -29,6 +30,7 @@ def test_pair_workflow_has_every_stage_wired_file_to_file():
     assert wf.register.inputs.device == "cpu"
     assert wf.register.inputs.refine_steps == 4
     assert wf.register.inputs.refine_fine_steps == 2
+    assert wf.register.inputs.sharpness_matching is False
     assert wf.rigid_halfway.inputs.seed == 3
     outputs = {name for name, _ in wf._connections}
     assert {"result", "bl_halfway", "field_fw", "field_bw", "reslice_bl_s", "correct_s"} <= outputs
@@ -39,6 +41,8 @@ def test_single_pair_workflow_takes_the_pairs_scans_and_the_calibration_file(tmp
     for name in ("a", "b"):
         scans.append(tmp_path / f"{name}.nii.gz")
         scans[-1].write_bytes(b"x")
-    wf = init_single_pair_wf(PairSpec("01", "1", "2", scans[0], scans[1]), options=PipelineOptions(calibration="paper"))
+    wf = init_single_pair_wf(PairSpec("01", "1", "2", scans[0], scans[1]),
+                             options=PipelineOptions(calibration="paper", sharpness_matching=False))
     assert (Path(str(wf.inputs.t1w_bl)), Path(str(wf.inputs.t1w_fu))) == (scans[0], scans[1])
     assert Path(str(wf.inputs.calibration)).name == "paper.json"
+    assert wf.register.inputs.sharpness_matching is False

@@ -258,6 +258,13 @@ def get_parser() -> argparse.ArgumentParser:
         "'--calibration fine2', or calibrate for your choice (docs/registration.md)",
     )
     method.add_argument(
+        "--no-sharpness-matching", dest="sharpness_matching", action="store_false",
+        help="register the two scans as they are, without first blurring the sharper one to "
+        "the other's sharpness (on by default: a sharpness difference between the scans, as "
+        "from another scanner or protocol, otherwise reads as volume change; "
+        "docs/registration.md). For comparison with results made before it existed",
+    )
+    method.add_argument(
         "--seed", type=int, default=0,
         help="random seed; the same inputs and options give the same numbers (default: 0)",
     )
