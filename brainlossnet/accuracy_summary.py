@@ -64,8 +64,8 @@ def scaling_shifts(pairs: pd.DataFrame, prefix: str) -> pd.DataFrame:
     """How much a scaling of FU moves a method's estimate: scaled pairs against unscaled twins.
 
     A scaled pair has a nonzero ``scaling`` and no ``nonlinear`` warp. Its twins are the
-    pairs of the same ``source`` (all pairs when there is no such column) with no scaling
-    and no warp whose true change lies within ``TWIN_TRUTH_TOLERANCE_PCT`` of its own,
+    pairs of the same ``source`` (all pairs when there is no such column) with no scaling,
+    no warp and no blur (``blur_mm2``, where given) whose true change lies within ``TWIN_TRUTH_TOLERANCE_PCT`` of its own,
     those of the same ``region`` if there are any (e.g. a scaled pair with -1 % whole-brain
     atrophy is matched with the unscaled -1 % pair; a scaled pair without atrophy with the
     rescans). The shift is the error of the scaled pair minus the mean error of its twins,
@@ -85,11 +85,12 @@ def scaling_shifts(pairs: pd.DataFrame, prefix: str) -> pd.DataFrame:
     table = pairs.assign(
         scaling_pct=pairs["scaling"].map(scaling_percent),
         warped=pairs["nonlinear"].map(_is_true) if "nonlinear" in pairs.columns else False,
+        blurred=pairs["blur_mm2"].astype(float) > 0 if "blur_mm2" in pairs.columns else False,
         twin_region=pairs["region"].astype(str) if "region" in pairs.columns else "",
         twin_source=pairs["source"].astype(str) if "source" in pairs.columns else "",
         error=pairs[estimate].astype(float) - pairs["true_dbpv_pct"].astype(float),
     )
-    plain = table[(table["scaling_pct"] == 0) & ~table["warped"]]
+    plain = table[(table["scaling_pct"] == 0) & ~table["warped"] & ~table["blurred"]]
     rows = []
     for _, scaled in table[(table["scaling_pct"] > 0) & ~table["warped"]].iterrows():
         twins = plain[(plain["twin_source"] == scaled["twin_source"])

@@ -100,6 +100,11 @@ def test_twins_share_the_source_and_prefer_the_region():
     shifts = summary.scaling_shifts(pd.concat([pairs, extra], ignore_index=True), "blnet")
     row = shifts[shifts["participant_id"] == "sub-d2"].iloc[0]
     assert row["n_twins"] == 2 and row["shift_pct"] == pytest.approx(0.02)
+    # a blurred follow-up (simulate's blur pairs) is distorted too, not a twin
+    blurred = extra.assign(participant_id="sub-b0", scaling="none", blur_mm2=0.1, blnet_pct=0.5)
+    with_blur = pd.concat([pairs.assign(blur_mm2=0.0), extra.assign(blur_mm2=0.0), blurred], ignore_index=True)
+    row = summary.scaling_shifts(with_blur, "blnet").query("participant_id == 'sub-d2'").iloc[0]
+    assert row["n_twins"] == 2 and row["shift_pct"] == pytest.approx(0.02)
     # a truth 0.2 % from every unscaled pair, or another source, has no twin
     far = pairs.copy()
     far.loc[far["participant_id"] == "sub-d0", "true_dbpv_pct"] = -1.2
