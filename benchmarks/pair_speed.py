@@ -7,6 +7,9 @@ resident memory of that worker, and each stage's share of the summed pipeline. T
 pair is then run through the Pydra workflow (cf worker) with a fresh cache each time.
 
     python benchmarks/pair_speed.py ../shared/data/chris_t1.nii.gz --repeats 3 --nprocs 2
+
+``--refine-fine-steps 0 --calibration pooled`` times the release before 2026-12-07 (the
+refinement on pooled images alone), for a comparison on the same machine.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from brainlossnet import geometry
+from brainlossnet.registration import REFINE_FINE_STEPS
 
 
 def make_rescan(source: Path, out_file: Path, seed: int = 0) -> Path:
@@ -72,7 +76,8 @@ def run_stage(stage: str, folder: Path, **kwargs):
     return result
 
 
-def one_pass(bl: Path, fu: Path, scratch: Path, device: str) -> dict[str, tuple[float, float]]:
+def one_pass(bl: Path, fu: Path, scratch: Path, device: str, refine_fine_steps: int,
+             calibration: str) -> dict[str, tuple[float, float]]:
     """Every stage once, BL/FU and forward/backward stages counted together."""
     from brainlossnet.calibration import profile_path
 
@@ -93,15 +98,17 @@ def one_pass(bl: Path, fu: Path, scratch: Path, device: str) -> dict[str, tuple[
     )
     (bl_tissue,) = stage("segment", "segment_bl", in_file=bl_half, intracranial=bl_tiv)
     (fu_tissue,) = stage("segment", "segment_fu", in_file=fu_half, intracranial=fu_tiv)
-    field_fw, field_bw = stage("register", "register", bl=bl_half, fu=fu_half, device=device)
+    field_fw, field_bw, _ = stage("register", "register", bl=bl_half, fu=fu_half, device=device,
+                                  refine_fine_steps=refine_fine_steps)
     (volumes_file,) = stage("volumes", "volumes", bl_parenchyma=bl_tissue, bl_intracranial=bl_tiv,
                             fu_parenchyma=fu_tissue, fu_intracranial=fu_tiv,
                             field_fw=field_fw, field_bw=field_bw)
-    stage("correct", "correct", volumes=volumes_file, calibration=profile_path("default"))
+    stage("correct", "correct", volumes=volumes_file, calibration=profile_path(calibration))
     return {name: (sum(s for s, _ in runs), max(p for _, p in runs)) for name, runs in timings.items()}
 
 
-def whole_pair(bl: Path, fu: Path, work_dir: Path, nprocs: int, device: str) -> tuple[float, float, float]:
+def whole_pair(bl: Path, fu: Path, work_dir: Path, nprocs: int, device: str, refine_fine_steps: int,
+               calibration: str) -> tuple[float, float, float]:
     """Wall time of the Pydra pair workflow with an empty cache, the sum of its stages' own
     times in that same run (the rest is process start, imports, hashing and file handling),
     and its BVL."""
@@ -109,7 +116,8 @@ def whole_pair(bl: Path, fu: Path, work_dir: Path, nprocs: int, device: str) -> 
 
     start = time.perf_counter()
     (result,) = run_pairs([PairSpec("bench", "1", "2", bl, fu)], work_dir=work_dir,
-                          options=PipelineOptions(device=device), nprocs=nprocs)
+                          options=PipelineOptions(device=device, calibration=calibration,
+                                                  refine_fine_steps=refine_fine_steps), nprocs=nprocs)
     if result.status != "ok":
         raise RuntimeError(result.message)
     return time.perf_counter() - start, sum(result.metrics["stage_seconds"].values()), result.metrics["bvl"]
@@ -121,20 +129,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nprocs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--refine-fine-steps", type=int, default=REFINE_FINE_STEPS,
+                        help=f"full-resolution refinement steps (default {REFINE_FINE_STEPS})")
+    parser.add_argument("--calibration", default="default", help="profile of the correct stage (default 'default')")
     args = parser.parse_args()
+    setting = (args.device, args.refine_fine_steps, args.calibration)
     with tempfile.TemporaryDirectory(prefix="blnet-bench-") as scratch_dir:
         scratch = Path(scratch_dir)
         bl = args.scan.resolve()
         fu = make_rescan(bl, scratch / "rescan.nii.gz")
-        passes = [one_pass(bl, fu, scratch / f"pass{i}", args.device) for i in range(args.repeats)]
-        wholes = [whole_pair(bl, fu, scratch / f"work{i}", args.nprocs, args.device) for i in range(args.repeats)]
+        passes = [one_pass(bl, fu, scratch / f"pass{i}", *setting) for i in range(args.repeats)]
+        wholes = [whole_pair(bl, fu, scratch / f"work{i}", args.nprocs, *setting) for i in range(args.repeats)]
     stages = list(passes[0])
     medians = {name: statistics.median(p[name][0] for p in passes) for name in stages}
     peaks = {name: max(p[name][1] for p in passes) for name in stages}
     total = sum(medians.values())
     print(f"pair from {args.scan.name} (rescan, no atrophy); {args.repeats} runs; "
           f"{os.cpu_count()} CPUs; device {args.device}; ITK threads "
-          f"{os.environ.get('ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS', '1')}")
+          f"{os.environ.get('ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS', '1')}; full-resolution steps "
+          f"{args.refine_fine_steps}, calibration {args.calibration}")
     print(f"{'stage':15s} {'median s':>9s} {'share':>6s} {'peak MiB':>9s}")
     for name in stages:
         print(f"{name:15s} {medians[name]:9.1f} {medians[name] / total:6.0%} {peaks[name]:9.0f}")

@@ -12,7 +12,7 @@ Each setting (arguments of the participant level) runs on the three pairs with o
 work dir, so the stages before the registration are computed once. Prints dBPV, dTIV, BVL.
 
     python benchmarks/sharpness_rescan.py ../shared/data/chris_t1.nii.gz OUT \\
-        --setting "--refine-fine-steps 0" --setting "--refine-fine-steps 2 --calibration fine2"
+        --setting "--refine-fine-steps 0 --calibration pooled" --setting "--refine-fine-steps 2"
 """
 
 from __future__ import annotations

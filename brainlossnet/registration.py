@@ -101,7 +101,7 @@ and lowered the error against 9 (95th percentile |fw - bw| 0.147 against 0.166 %
 directions further apart (docs/registration.md).
 """
 
-REFINE_FINE_STEPS: int = 0
+REFINE_FINE_STEPS: int = 2
 """Default refinement steps with the similarity at full resolution, after the half-resolution ones.
 
 The velocity stays on the network's half-resolution grid; only the NCC is evaluated on the
@@ -110,14 +110,12 @@ full-resolution images, warped by the upsampled displacement (:func:`refine_velo
 On pairs simulated from six people (docs/registration.md, "Similarity at full resolution")
 2 steps raised the share of the true change the fields recover from 0.64-0.84 to 0.92-1.03
 and brought the calibrated atrophy slope of each of the five people other than the
-calibration person within 0.95-1.06 (0.79-1.13 without; chosen on those pairs; each
-setting calibrated on 5 of the calibration person's pairs),
-for twice the registration's CPU time; 5 or 10 steps recover less again; on the 35-pair
-benchmark they lower the error and the per-person spread too. Still 0: with 2 steps a rescan
-whose FU alone was resampled once (sharper BL than FU) reads -0.22 % (0 steps: +0.01 %;
-docs/registration.md); the register stage's sharpness matching (:mod:`brainlossnet.sharpness`)
-cuts that to about a third (raw dBPV -0.35 -> -0.10 %) but does not remove it. The ``fine2`` calibration
-profile is fitted for 2, ``default`` for 0.
+calibration person within 0.95-1.06 (0.79-1.13 without; chosen on those pairs); 5 or 10
+steps recover less again. They read a sharpness difference between the scans as change
+far more than the pooled similarity, which the register stage's sharpness matching
+(:mod:`brainlossnet.sharpness`) removes for a Gaussian blur. The default since 2026-12-07, on
+the benchmark of docs/accuracy.md ("Release settings"); the ``default`` calibration profile
+is fitted for 2, ``pooled`` for 0. The register stage takes about 18 s more per pair on 2 CPU cores.
 """
 
 REFINE_FINE_LEARNING_RATE_VOX: float = 0.1

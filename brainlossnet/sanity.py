@@ -25,7 +25,8 @@ apparent change of this size means strong distortion (e.g. a gradient or coil ch
 a failed registration, beyond what the linear correction of Eq. 6 was fitted on. Set
 above the distortions the correction is meant to handle (issue 3: FU scaled by up to 1 %
 per axis, 3 % in volume): on the ground-truth benchmark an isotropic 0.8 % scaling read as
-dTIV 2.2 % and was corrected to BVL +0.09 % (`default` profile; +0.07 % with `prior`) on a
+dTIV 2.2 % and was corrected to BVL +0.09 % (the pooled refinement's profile, now `pooled`;
++0.07 % with `prior`) on a
 pair without change (docs/accuracy.md); the former 2 % flagged those pairs."""
 
 TIV_RANGE_ML = (900.0, 2200.0)

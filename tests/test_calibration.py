@@ -19,40 +19,41 @@ def test_shipped_profiles_include_default_and_the_papers_marked_as_its_network()
     assert (prior.m_tiv, prior.m_scale) == (1.0, 1.0)
 
 
-def test_shipped_default_is_a_fit_for_the_shipped_weights():
-    """Retrained weights must come with a refitted default profile."""
+def test_shipped_default_is_a_fit_for_the_shipped_weights_with_m_tiv_held_at_the_prior():
+    """Retrained weights must come with a refitted default profile (m_TIV held: docs/calibration.md)."""
     from brainlossnet.registration import MODEL_VERSION
 
     default = calibration.load_profile()
     assert default.model == MODEL_VERSION
     assert not calibration.fitted_for_another_model(default, MODEL_VERSION)
     fit = default.fit
+    assert fit["m_tiv_fixed"] and default.m_tiv == 1.0
     assert fit["n_pairs"] >= 10
-    assert fit["m_tiv_ci95"][0] <= default.m_tiv <= fit["m_tiv_ci95"][1]
     assert fit["m_scale_ci95"][0] <= default.m_scale <= fit["m_scale_ci95"][1]
 
 
-def test_shipped_fine2_is_a_fit_for_the_shipped_weights_with_m_tiv_held_at_the_prior():
-    """The profile for --refine-fine-steps 2: its own m_scale, m_TIV held at 1 (docs/calibration.md)."""
+def test_shipped_pooled_is_a_fit_for_the_shipped_weights_without_full_resolution_steps():
+    """The profile for --refine-fine-steps 0: both constants fitted, each inside its interval."""
     from brainlossnet.registration import MODEL_VERSION
 
-    fine2 = calibration.load_profile("fine2")
-    assert fine2.model == MODEL_VERSION
-    assert fine2.fit["m_tiv_fixed"] and fine2.m_tiv == 1.0
-    assert fine2.fit["n_pairs"] >= 10
-    assert fine2.fit["m_scale_ci95"][0] <= fine2.m_scale <= fine2.fit["m_scale_ci95"][1]
-    assert "--refine-fine-steps 2" in fine2.description
+    pooled = calibration.load_profile("pooled")
+    assert pooled.model == MODEL_VERSION
+    fit = pooled.fit
+    assert fit["n_pairs"] >= 10
+    assert fit["m_tiv_ci95"][0] <= pooled.m_tiv <= fit["m_tiv_ci95"][1]
+    assert fit["m_scale_ci95"][0] <= pooled.m_scale <= fit["m_scale_ci95"][1]
+    assert "--refine-fine-steps 0" in pooled.description
 
 
 def test_a_profile_recognises_another_refinement_budget_and_unrecorded_ones_are_not_judged():
     from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
 
-    default, fine2 = calibration.load_profile(), calibration.load_profile("fine2")
+    default, pooled = calibration.load_profile(), calibration.load_profile("pooled")
     assert not calibration.fitted_for_another_refinement(default, REFINE_STEPS, REFINE_FINE_STEPS)  # the release's
-    assert calibration.fitted_for_another_refinement(default, 30, 2)
-    assert calibration.fitted_for_another_refinement(default, 15, 0)
-    assert not calibration.fitted_for_another_refinement(fine2, REFINE_STEPS, 2)
-    assert calibration.fitted_for_another_refinement(fine2, 30, 0)
+    assert calibration.fitted_for_another_refinement(default, 30, 0)
+    assert calibration.fitted_for_another_refinement(default, 15, 2)
+    assert not calibration.fitted_for_another_refinement(pooled, REFINE_STEPS, 0)
+    assert calibration.fitted_for_another_refinement(pooled, 30, 2)
     for name in ("prior", "paper"):
         assert not calibration.fitted_for_another_refinement(calibration.load_profile(name), 7, 7)
     older = calibration.profile_from_dict(default.as_dict() | {"fit": {"refinement": {"refine_steps": 30}}})

@@ -125,7 +125,8 @@ def test_refinement_with_zero_steps_is_the_plain_network():
     fixed = rng.random((32, 48, 32)).astype(np.float32) * 200.0
     moving = np.roll(fixed, 2, axis=1)
     expected = model(*(torch.from_numpy(normalize_intensity(a))[None, None] for a in (moving, fixed)))
-    field = registration.predict_displacement(model, moving, fixed, refine_steps=0, inverse_consistent=False)
+    field = registration.predict_displacement(model, moving, fixed, refine_steps=0, refine_fine_steps=0,
+                                              inverse_consistent=False)
     np.testing.assert_array_equal(field, expected[0].detach().numpy())
 
 
@@ -134,7 +135,8 @@ def test_refinement_recovers_most_of_a_known_shift_and_lowers_the_ncc_loss():
     fixed, moving = _blobs((32, 32, 32), (0.0, 0.0, 0.0)), _blobs((32, 32, 32), shift_vox)
     model = _untrained_model()
     # one-sided: on this small toy the symmetric loss finds non-rigid fields that beat the exact shift
-    plain = registration.predict_displacement(model, moving, fixed, refine_steps=0, inverse_consistent=False)
+    plain = registration.predict_displacement(model, moving, fixed, refine_steps=0, refine_fine_steps=0,
+                                              inverse_consistent=False)
     refined = registration.predict_displacement(model, moving, fixed, refine_steps=40, inverse_consistent=False)
     assert np.abs(plain).max() < 0.05  # the untrained network leaves the work to the refinement
     interior = refined[:, 8:-8, 8:-8, 8:-8].reshape(3, -1).mean(axis=1)

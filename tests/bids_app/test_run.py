@@ -162,19 +162,19 @@ def test_participant_bookkeeping_with_stand_in_run_pairs(tmp_path, dataset, monk
     with caplog.at_level(logging.INFO, logger="brainlossnet"):
         code = main([str(dataset), str(out), "participant", "-w", str(work), "--nprocs", "2",
                      "--device", "cpu", "--crop-shape", "32", "48", "40", "--seed", "3",
-                     "--refine-fine-steps", "2", "--save-intermediates"])
+                     "--refine-fine-steps", "0", "--save-intermediates"])
     assert code == 1  # sub-02 failed
     assert os.environ["NO_ET"] == "1"
     call, = stand_in.calls
     assert (call["work_dir"], call["plugin"], call["nprocs"]) == (work, "cf", 2)
     assert call["options"] == participant.PipelineOptions(
-        device="cpu", calibration="default", crop_shape=(32, 48, 40), seed=3, refine_fine_steps=2)
+        device="cpu", calibration="default", crop_shape=(32, 48, 40), seed=3, refine_fine_steps=0)
     pairs = [(p.subject, p.session_bl, p.session_fu, p.t1w_fu.name) for p in call["pairs"]]
     assert pairs == [  # sub-01 by date (b, c, a); sub-02 by label (1, 2, 10), run-2 chosen
         ("01", "b", "c", "sub-01_ses-c_T1w.nii.gz"), ("01", "c", "a", "sub-01_ses-a_T1w.nii.gz"),
         ("02", "1", "2", "sub-02_ses-2_run-2_T1w.nii.gz"), ("02", "2", "10", "sub-02_ses-10_T1w.nii.gz")]
     assert "sub-03 skipped" in caplog.text
-    assert "calibration profile default was fitted for --refine-steps 30 --refine-fine-steps 0" in caplog.text
+    assert "calibration profile default was fitted for --refine-steps 30 --refine-fine-steps 2" in caplog.text
 
     rows = read_table(out / "group_bvl.tsv")
     assert [(r["participant_id"], r["session_bl"], r["session_fu"], r["status"], r["bvl"]) for r in rows] == [
@@ -193,7 +193,7 @@ def test_participant_bookkeeping_with_stand_in_run_pairs(tmp_path, dataset, monk
     record = json.loads((out / "sub-01/anat/sub-01_from-b_to-c_bvl.json").read_text())
     assert record["source_files"]["fu"] == "sub-01/ses-c/anat/sub-01_ses-c_T1w.nii.gz"
     assert record["options"]["pairing"] == "consecutive" and record["model_version"] == "stand-in"
-    assert (record["options"]["refine_steps"], record["options"]["refine_fine_steps"]) == (REFINE_STEPS, 2)
+    assert (record["options"]["refine_steps"], record["options"]["refine_fine_steps"]) == (REFINE_STEPS, 0)
 
     # sub-02 again, now ok: its rows are replaced, sub-01's kept
     monkeypatch.setattr(participant, "run_pairs", StandInRunPairs())
