@@ -300,13 +300,17 @@ def test_a_mixed_source_draws_from_each_source_by_weight_and_deterministically()
         MixedPairSource([real], [0.0], seed=0)
 
 
-def test_mixed_precision_training_gives_finite_losses():
-    config = TrainingConfig(steps=2, batch_size=1, validate_every=100, checkpoint_every=100, mixed_precision=True)
+def test_mixed_precision_training_gives_finite_losses_and_weights():
+    """bfloat16 on the CPU sometimes gives NaN gradients (training.gradients_are_finite): such a
+    step is skipped and recorded, every other step updates the weights, none turns them NaN."""
+    config = TrainingConfig(steps=4, batch_size=1, validate_every=100, checkpoint_every=100, mixed_precision=True)
     model, optimizer = new_model_and_optimizer(SMALL, config, CPU)
     before = parameters(model)
     history = train(model, optimizer, ShiftedPair(), config, progress=False)
     assert np.isfinite(history.loss).all()
-    assert any(not torch.equal(a, b) for a, b in zip(before, parameters(model)))
+    assert all(torch.isfinite(p).all() for p in parameters(model))
+    updated = any(not torch.equal(a, b) for a, b in zip(before, parameters(model)))
+    assert updated == (len(history.skipped_steps) < config.steps)
 
 
 class NanPair(ShiftedPair):
