@@ -27,6 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from brainlossnet import geometry
+from brainlossnet.calibration import DEFAULT_PROFILE
 from brainlossnet.registration import REFINE_FINE_STEPS
 
 
@@ -131,7 +132,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--refine-fine-steps", type=int, default=REFINE_FINE_STEPS,
                         help=f"full-resolution refinement steps (default {REFINE_FINE_STEPS})")
-    parser.add_argument("--calibration", default="default", help="profile of the correct stage (default 'default')")
+    parser.add_argument("--calibration", default=DEFAULT_PROFILE,
+                        help=f"profile of the correct stage (default {DEFAULT_PROFILE!r})")
     args = parser.parse_args()
     setting = (args.device, args.refine_fine_steps, args.calibration)
     with tempfile.TemporaryDirectory(prefix="blnet-bench-") as scratch_dir:

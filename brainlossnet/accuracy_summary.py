@@ -65,7 +65,8 @@ def scaling_shifts(pairs: pd.DataFrame, prefix: str) -> pd.DataFrame:
 
     A scaled pair has a nonzero ``scaling`` and no ``nonlinear`` warp. Its twins are the
     pairs of the same ``source`` (all pairs when there is no such column) with no scaling,
-    no warp and no blur (``blur_mm2``, where given) whose true change lies within ``TWIN_TRUTH_TOLERANCE_PCT`` of its own,
+    no warp and no blur (``blur_mm2``, where given) whose true change lies within
+    ``TWIN_TRUTH_TOLERANCE_PCT`` of its own,
     those of the same ``region`` if there are any (e.g. a scaled pair with -1 % whole-brain
     atrophy is matched with the unscaled -1 % pair; a scaled pair without atrophy with the
     rescans). The shift is the error of the scaled pair minus the mean error of its twins,
