@@ -180,6 +180,58 @@ def _window_sums(volume: torch.Tensor, width_vox: int) -> torch.Tensor:
     return volume
 
 
+class _LNCCWithFixedStatistics(torch.autograd.Function):
+    """The loss of :class:`FixedImageLNCC` with its gradient in closed form.
+
+    With window sums ``S`` (a symmetric box filter with zero padding, hence its own adjoint),
+    ``cross = S(tp) - S(p) S(t) / N``, ``var_p = max(S(p²) - S(p)² / N, floor)`` and
+    ``loss = -mean(cross² / (var_t var_p))`` over ``M`` voxels, the chain rule gives::
+
+        g_cross  = -2 cross / (M var_t var_p)       gradient with respect to S(tp)
+        g_var    = cross² / (M var_t var_p²)        ... to S(p²), 0 where the floor holds
+        g_sum    = -(g_cross S(t) + 2 g_var S(p)) / N    ... to S(p)
+        dloss/dp = S(g_sum) + 2 p S(g_var) + t S(g_cross)
+
+    so the backward pass filters three maps, like the forward one, instead of retracing the
+    pads, cumulative sums and differences of :func:`_window_sums` (on a CPU the traced
+    backward took about 2.8 of the 3.8 s of a full-resolution evaluation).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        moving: torch.Tensor,
+        fixed: torch.Tensor,
+        fixed_sum: torch.Tensor,
+        fixed_var: torch.Tensor,
+        kernel_vox: int,
+        count: float,
+        smooth_dr: float,
+    ) -> torch.Tensor:
+        sums = _window_sums(torch.cat([moving, moving * moving, moving * fixed], dim=1), kernel_vox)
+        moving_sum, moving_sq_sum, product_sum = sums[:, :1], sums[:, 1:2], sums[:, 2:]
+        cross = product_sum - moving_sum * fixed_sum / count
+        moving_var_raw = moving_sq_sum - moving_sum * moving_sum / count
+        moving_var = torch.clamp(moving_var_raw, min=smooth_dr)
+        ctx.save_for_backward(moving, fixed, fixed_sum, fixed_var, moving_sum, cross, moving_var, moving_var_raw)
+        ctx.kernel_vox, ctx.count, ctx.smooth_dr = kernel_vox, count, smooth_dr
+        return -torch.mean(cross * cross / (fixed_var * moving_var))
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        moving, fixed, fixed_sum, fixed_var, moving_sum, cross, moving_var, moving_var_raw = ctx.saved_tensors
+        scale = grad_loss / cross.numel()
+        ratio = cross / (fixed_var * moving_var)
+        grad_cross = -2.0 * scale * ratio
+        grad_var = torch.where(moving_var_raw >= ctx.smooth_dr, scale * ratio * ratio * fixed_var, 0.0)
+        grad_sum = -(grad_cross * fixed_sum + 2.0 * grad_var * moving_sum) / ctx.count
+        filtered = _window_sums(torch.cat([grad_sum, grad_var, grad_cross], dim=1), ctx.kernel_vox)
+        grad_moving = filtered[:, :1] + 2.0 * moving * filtered[:, 1:2] + fixed * filtered[:, 2:]
+        return grad_moving, None, None, None, None, None, None
+
+
 class FixedImageLNCC:
     """Negative mean local squared NCC with one fixed image, as MONAI computes it.
 
@@ -187,12 +239,14 @@ class FixedImageLNCC:
     smooth_nr=0)`` with ``smooth_dr = kernel_vox**3 * noise_floor**2``: window sums ``S``,
     ``cross = S(tp) - S(p) S(t) / N``, ``var = max(S(x²) - S(x)² / N, smooth_dr)``,
     ``ncc = cross² / (var_t var_p)``. The fixed image's window statistics are computed once,
-    so each evaluation filters three maps instead of five (refinement evaluates it every step).
+    so each evaluation filters three maps instead of five (refinement evaluates it every step),
+    and the gradient with respect to the moving image is computed in closed form
+    (:class:`_LNCCWithFixedStatistics`); the fixed image gets none.
 
     Parameters
     ----------
     fixed
-        (1, 1, X, Y, Z) fixed image.
+        (B, 1, X, Y, Z) fixed image.
     kernel_vox
         Odd window width in voxels.
     noise_floor
@@ -206,18 +260,16 @@ class FixedImageLNCC:
         self.kernel_vox = kernel_vox
         self.count = float(kernel_vox**3)
         self.smooth_dr = max(self.count * noise_floor**2, 1e-5)  # MONAI's default floor is 1e-5
-        self.fixed = fixed
-        sums = _window_sums(torch.cat([fixed, fixed * fixed], dim=1), kernel_vox)
+        self.fixed = fixed.detach()
+        sums = _window_sums(torch.cat([self.fixed, self.fixed * self.fixed], dim=1), kernel_vox)
         self.fixed_sum = sums[:, :1]
         self.fixed_var = torch.clamp(sums[:, 1:] - self.fixed_sum * self.fixed_sum / self.count, min=self.smooth_dr)
 
     def __call__(self, moving: torch.Tensor) -> torch.Tensor:
         """The loss for a (warped) moving image of the fixed image's shape."""
-        sums = _window_sums(torch.cat([moving, moving * moving, moving * self.fixed], dim=1), self.kernel_vox)
-        moving_sum, moving_sq_sum, product_sum = sums[:, :1], sums[:, 1:2], sums[:, 2:]
-        cross = product_sum - moving_sum * self.fixed_sum / self.count
-        moving_var = torch.clamp(moving_sq_sum - moving_sum * moving_sum / self.count, min=self.smooth_dr)
-        return -torch.mean(cross * cross / (self.fixed_var * moving_var))
+        return _LNCCWithFixedStatistics.apply(
+            moving, self.fixed, self.fixed_sum, self.fixed_var, self.kernel_vox, self.count, self.smooth_dr
+        )
 
 
 def refine_velocity(

@@ -260,3 +260,14 @@ def test_fixed_image_lncc_equals_monai_and_carries_the_same_gradient(kernel_vox,
     torch.testing.assert_close(grad, expected_grad, rtol=1e-3, atol=1e-7)
     with pytest.raises(ValueError, match="odd"):
         registration.FixedImageLNCC(fixed, 4, 0.0)
+
+
+def test_fixed_image_lncc_gradient_in_closed_form_equals_finite_differences():
+    """Float64, with flat windows where the variance floor holds and a batch of two."""
+    generator = torch.Generator().manual_seed(0)
+    fixed = torch.rand(2, 1, 6, 7, 8, generator=generator, dtype=torch.float64)
+    fixed[..., :3] = 0.5
+    moving = (0.6 * fixed + 0.4 * torch.rand(2, 1, 6, 7, 8, generator=generator, dtype=torch.float64))
+    moving[0, ..., :2] = 0.25
+    similarity = registration.FixedImageLNCC(fixed, 3, 0.05)
+    assert torch.autograd.gradcheck(similarity, (moving.requires_grad_(),), eps=1e-6, atol=1e-8)
