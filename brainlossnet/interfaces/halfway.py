@@ -8,7 +8,7 @@ import pydra
 from fileformats.generic import File
 
 from brainlossnet import geometry
-from brainlossnet.interfaces.nifti import load_image, save_image, save_json
+from brainlossnet.interfaces.nifti import load_image, save_image, save_json, stage_image_path
 from brainlossnet.rigid import register_rigid
 
 
@@ -58,12 +58,13 @@ def rigid_halfway(
         halfway = geometry.resample(
             source, source_affine, crop_shape, halfway_affine, world_transform=halfway_to_source, order=3
         )
-        images.append(save_image(np.clip(halfway, 0, None), halfway_affine, Path.cwd() / f"{name}_halfway.nii.gz"))
+        images.append(save_image(np.clip(halfway, 0, None), halfway_affine, stage_image_path(f"{name}_halfway")))
         crop_mask, crop_mask_affine = load_image(mask_file)
         mask = geometry.resample(
             crop_mask, crop_mask_affine, crop_shape, halfway_affine, world_transform=halfway_to_source, order=1
         )
-        masks.append(save_image(mask > 0.5, halfway_affine, Path.cwd() / f"{name}_halfway_intracranial_mask.nii.gz", np.uint8))
+        mask_path = stage_image_path(f"{name}_halfway_intracranial_mask")
+        masks.append(save_image(mask > 0.5, halfway_affine, mask_path, np.uint8))
     transform = save_json(
         {
             "fu_to_bl_world_ras": fu_to_bl.tolist(),

@@ -13,7 +13,7 @@ from fileformats.generic import File
 
 from brainlossnet import geometry, image_checks
 from brainlossnet.image_checks import InputDataError
-from brainlossnet.interfaces.nifti import load_image, save_image
+from brainlossnet.interfaces.nifti import load_image, save_image, stage_image_path
 from brainlossnet.intracranial import intracranial_mask
 
 
@@ -25,7 +25,7 @@ def reslice(in_file: File) -> tuple[Path, float]:
     if source.ndim != 3:
         raise ValueError(f"{in_file}: expected a 3D image, got shape {source.shape}")
     resliced, resliced_affine = geometry.reslice_to_isotropic(source, affine, voxel_mm=1.0, order=1)
-    out_file = save_image(resliced, resliced_affine, Path.cwd() / "resliced_1mm.nii.gz")
+    out_file = save_image(resliced, resliced_affine, stage_image_path("resliced_1mm"))
     return out_file, time.perf_counter() - start
 
 
@@ -80,8 +80,8 @@ def crop(
             f"of the signal inside, below {image_checks.SKULL_STRIPPED_MAX_SURROUND}); the method needs "
             "the skull to measure TIV and distortion (see --allow-skull-stripped)"
         )
-    out_file = save_image(cropped, cropped_affine, Path.cwd() / "crop_1mm.nii.gz")
-    mask_file = save_image(cropped_mask, cropped_affine, Path.cwd() / "crop_intracranial.nii.gz", np.uint8)
+    out_file = save_image(cropped, cropped_affine, stage_image_path("crop_1mm"))
+    mask_file = save_image(cropped_mask, cropped_affine, stage_image_path("crop_intracranial"), np.uint8)
     return out_file, mask_file, surround_ratio, time.perf_counter() - start
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pydra
 from fileformats.generic import File
 
-from brainlossnet.interfaces.nifti import load_image, save_image, stem
+from brainlossnet.interfaces.nifti import load_image, save_image, stage_image_path, stem
 from brainlossnet.registration import (
     MODEL_VERSION,
     REFINE_FINE_STEPS,
@@ -78,7 +78,7 @@ def register(
         refine_smoothness_weight=refine_smoothness_weight, refine_ncc_kernel_vox=refine_ncc_kernel_vox,
     )
     fields = [
-        save_image(np.moveaxis(field, 0, -1), affine, Path.cwd() / f"{stem(moving)}_to_{stem(fixed)}_displacement.nii.gz")
+        save_image(np.moveaxis(field, 0, -1), affine, stage_image_path(f"{stem(moving)}_to_{stem(fixed)}_displacement"))
         for field, moving, fixed in ((forward, bl, fu), (backward, fu, bl))
     ]
     return fields[0], fields[1], fu_blur_mm2, time.perf_counter() - start

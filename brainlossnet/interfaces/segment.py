@@ -7,7 +7,7 @@ import numpy as np
 import pydra
 from fileformats.generic import File
 
-from brainlossnet.interfaces.nifti import load_image, save_image, stem
+from brainlossnet.interfaces.nifti import load_image, save_image, stage_image_path, stem
 from brainlossnet.parenchyma import parenchyma_mask
 
 
@@ -30,7 +30,7 @@ def segment(in_file: File, intracranial: File) -> tuple[Path, float]:
     if cavity.shape != image.shape or not np.allclose(cavity_affine, affine, atol=1e-4):
         raise ValueError(f"{intracranial}: the TIV mask is not on the voxel grid of {in_file}")
     tissue = parenchyma_mask(image, cavity > 0.5)
-    parenchyma_file = save_image(tissue, affine, Path.cwd() / f"{stem(in_file)}_parenchyma_mask.nii.gz", np.uint8)
+    parenchyma_file = save_image(tissue, affine, stage_image_path(f"{stem(in_file)}_parenchyma_mask"), np.uint8)
     return parenchyma_file, time.perf_counter() - start
 
 

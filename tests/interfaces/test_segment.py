@@ -13,7 +13,7 @@ def test_segment_masks_match_the_phantom_volumes(tmp_path, monkeypatch, small_pa
     resliced, _ = reslice(in_file=small_pair_files["bl"])
     cropped, intracranial, _, _ = crop(in_file=resliced, crop_shape=small_crop)
     parenchyma, _ = segment(in_file=cropped, intracranial=intracranial)
-    assert parenchyma.name == "crop_1mm_parenchyma_mask.nii.gz"
+    assert parenchyma.name == "crop_1mm_parenchyma_mask.nii"
     cavity = nib.load(str(intracranial)).get_fdata() > 0.5
     tissue = nib.load(str(parenchyma)).get_fdata() > 0.5
     truth = small_pair_files["pair"].bl
