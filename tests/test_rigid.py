@@ -1,10 +1,11 @@
 """ANTs rigid registration, expressed as RAS world matrices."""
 
 import numpy as np
+import pytest
 import scipy.ndimage
 
-from brainlossnet import geometry
-from brainlossnet.rigid import register_rigid
+from brainlossnet import geometry, rigid
+from brainlossnet.rigid import register_rigid, register_rigid_both_ways
 
 
 def smooth_random_head(shape=(48, 56, 48), seed=0) -> np.ndarray:
@@ -37,3 +38,16 @@ def test_every_seed_is_reproducible_including_0():
     for seed in (0, 3):
         first = register_rigid(moved, affine, image, affine, seed=seed)
         assert np.array_equal(first, register_rigid(moved, affine, image, affine, seed=seed)), seed
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_both_ways_side_by_side_equal_two_registrations_one_after_the_other(monkeypatch, cpus):
+    """Two CPUs: BL -> FU runs in a child process; one CPU: both here. Same matrices, bitwise."""
+    bl, affine = smooth_random_head(seed=2), np.diag([1.5, 1.5, 1.5, 1.0])
+    shift = np.eye(4)
+    shift[:3, 3] = [1.0, 0.0, -0.5]
+    fu = geometry.resample(bl, affine, bl.shape, affine, world_transform=shift, order=3)
+    monkeypatch.setattr(rigid, "available_cpus", lambda: cpus)
+    fu_to_bl, bl_to_fu = register_rigid_both_ways(bl, affine, fu, affine, seed=4)
+    assert np.array_equal(fu_to_bl, register_rigid(fu, affine, bl, affine, seed=4))
+    assert np.array_equal(bl_to_fu, register_rigid(bl, affine, fu, affine, seed=4))

@@ -9,7 +9,7 @@ from fileformats.generic import File
 
 from brainlossnet import geometry
 from brainlossnet.interfaces.nifti import load_image, save_image, save_json, stage_image_path
-from brainlossnet.rigid import register_rigid
+from brainlossnet.rigid import register_rigid_both_ways
 
 
 @pydra.mark.annotate(
@@ -23,7 +23,7 @@ def rigid_halfway(
     bl_crop: File, fu_crop: File, bl_source: File, fu_source: File,
     bl_crop_mask: File, fu_crop_mask: File, seed: int = 0,
 ) -> tuple[Path, Path, Path, Path, Path, float]:
-    """Register the BL and FU crops rigidly, both ways, and resample each source scan once.
+    """Register the BL and FU crops rigidly both ways (side by side); resample each source scan once.
 
     The transform is the log-domain mean of the registration FU->BL and the inverse of
     BL->FU (:func:`geometry.symmetric_rigid`), so exchanging BL and FU gives the same
@@ -38,10 +38,7 @@ def rigid_halfway(
     start = time.perf_counter()
     bl_image, bl_affine = load_image(bl_crop)
     fu_image, fu_affine = load_image(fu_crop)
-    fu_to_bl = geometry.symmetric_rigid(
-        register_rigid(fu_image, fu_affine, bl_image, bl_affine, seed=seed),
-        register_rigid(bl_image, bl_affine, fu_image, fu_affine, seed=seed),
-    )
+    fu_to_bl = geometry.symmetric_rigid(*register_rigid_both_ways(bl_image, bl_affine, fu_image, fu_affine, seed=seed))
     crop_shape = bl_image.shape
     halfway_affine = geometry.halfway_grid_affine(
         geometry.grid_center_mm(bl_image.shape, bl_affine),

@@ -18,6 +18,7 @@ from typing import Callable, NoReturn
 
 from brainlossnet import __version__
 from brainlossnet.bids_app.pairing import PAIRING_MODES
+from brainlossnet.cpus import available_cpus
 from brainlossnet.workflows.device_slots import parse_gpu_ids
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -111,10 +112,6 @@ def _json_object(value: str) -> dict:
     return parsed
 
 
-def _default_nprocs() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def get_parser() -> argparse.ArgumentParser:
     """Build the BIDS App parser.
 
@@ -198,7 +195,7 @@ def get_parser() -> argparse.ArgumentParser:
         "(default: ./work in the current directory)",
     )
     perf.add_argument(
-        "--nprocs", "--n-cpus", type=_positive_int, default=_default_nprocs(),
+        "--nprocs", "--n-cpus", type=_positive_int, default=available_cpus(),
         help="worker processes for the 'cf' plugin (default: CPUs available)",
     )
     perf.add_argument(
