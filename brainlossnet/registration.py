@@ -115,7 +115,7 @@ steps recover less again. They read a sharpness difference between the scans as 
 far more than the pooled similarity, which the register stage's sharpness matching
 (:mod:`brainlossnet.sharpness`) removes for a Gaussian blur. The default since 2026-12-07, on
 the benchmark of docs/accuracy.md ("Release settings"); the ``default`` calibration profile
-is fitted for 2, ``pooled`` for 0. The register stage takes about 18 s more per pair on 2 CPU cores.
+is fitted for 2, ``pooled`` for 0. The register stage takes about 9 s more per pair on 2 CPU cores.
 """
 
 REFINE_FINE_LEARNING_RATE_VOX: float = 0.1
