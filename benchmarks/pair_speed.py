@@ -156,7 +156,7 @@ def main() -> None:
     print(f"{'stage':15s} {'median s':>9s} {'share':>6s} {'peak MiB':>9s} {'in pair s':>10s}")
     for name in stages:
         print(f"{name:15s} {medians[name]:9.1f} {medians[name] / total:6.0%} {peaks[name]:9.0f} {in_pair[name]:10.1f}")
-    print(f"{'sum of stages':15s} {total:9.1f} {1:6.0%} {'':9s} {sum(in_pair.values()):10.1f}")
+    print(f"{'sum of stages':15s} {total:9.1f} {1:6.0%}")
     wall = statistics.median(w for w, _, _ in wholes)
     inside = statistics.median(sum(seconds.values()) for _, seconds, _ in wholes)
     print(f"{'whole pair':15s} {wall:9.1f} {wall / total:6.0%}  (Pydra, --nprocs {args.nprocs}, "

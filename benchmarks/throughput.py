@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from brainlossnet.bids_app.demo import build_demo_dataset
+from brainlossnet.cpus import available_cpus
 from brainlossnet.bids_app.run import main as run_app
 
 
@@ -55,7 +56,7 @@ def main() -> None:
 
     print(f"\n{args.n_subjects} pairs, scale {args.scale}, crop {tuple(args.crop_shape)}, device {args.device}"
           f"{', gpus ' + args.gpus if args.gpus else ''}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
-          f"{len(os.sched_getaffinity(0))} CPUs available; 1-min load average {load_before:.1f} before, "
+          f"{available_cpus()} CPUs available; 1-min load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after (other processes compete when it exceeds nprocs)")
     print(f"{'nprocs':>6} {'wall_s':>8} {'s/pair':>7} {'pairs/h':>8} {'speedup':>7}")
     base_s = rows[0][1]

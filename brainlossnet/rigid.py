@@ -7,6 +7,7 @@ module converts both ways so that the rest of the package sees plain 4x4 RAS+ ma
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import tempfile
@@ -104,13 +105,20 @@ def register_rigid_both_ways(
     """The rigid registrations FU -> BL and BL -> FU (:func:`register_rigid`), side by side.
 
     ITK runs on one thread so that each registration is reproducible, and a pair's stages
-    run one after the other in one worker, so on a machine with a second CPU free the
+    run one after the other in one worker, so when this process may use a second CPU the
     BL -> FU registration runs in a child process (spawned: the worker may hold threads
     of torch) while this process computes FU -> BL. Each is the same single-threaded,
     seeded computation as when run alone, so the matrices are bitwise those of two calls
-    one after the other; on 2 CPUs the stage's wall time drops by about the time of one
-    registration, less the child's start (imports, about 2 s). With one CPU available
-    (:func:`~brainlossnet.cpus.available_cpus`), or when the child cannot start, they run one after the other.
+    one after the other; on an idle 2-CPU machine the stage's wall time drops by about the
+    time of one registration, less the child's start (imports, about 2 s). With as many
+    pairs running as CPUs the child shares a CPU with another pair and gains nothing.
+
+    They run one after the other instead when one CPU is available
+    (:func:`~brainlossnet.cpus.available_cpus`), when this process is a daemon (a
+    ``multiprocessing.Pool`` worker, which may not have children), or when the child
+    cannot start. Spawning imports the caller's main module again in the child, as
+    ``multiprocessing`` always does: a script that calls the pipeline must keep its work
+    under ``if __name__ == "__main__":``.
 
     Returns
     -------
@@ -118,16 +126,19 @@ def register_rigid_both_ways(
         ``(fu_to_bl, bl_to_fu)``: ``register_rigid(fu, ..., bl, ...)`` (maps a point of FU
         to the same point of BL) and ``register_rigid(bl, ..., fu, ...)``.
     """
-    if available_cpus() < 2:
+    if available_cpus() < 2 or multiprocessing.current_process().daemon:
         return (
             register_rigid(fu, fu_affine, bl, bl_affine, seed=seed),
             register_rigid(bl, bl_affine, fu, fu_affine, seed=seed),
         )
     spawn = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
-        bl_to_fu = child.submit(register_rigid, bl, bl_affine, fu, fu_affine, seed=seed)
-        fu_to_bl = register_rigid(fu, fu_affine, bl, bl_affine, seed=seed)
         try:
-            return fu_to_bl, bl_to_fu.result()
-        except concurrent.futures.process.BrokenProcessPool:  # the child could not start (e.g. no importable __main__)
-            return fu_to_bl, register_rigid(bl, bl_affine, fu, fu_affine, seed=seed)
+            bl_to_fu = child.submit(register_rigid, bl, bl_affine, fu, fu_affine, seed=seed)
+        except (OSError, RuntimeError):  # no process could be started
+            bl_to_fu = None
+        fu_to_bl = register_rigid(fu, fu_affine, bl, bl_affine, seed=seed)
+        if bl_to_fu is not None:
+            with contextlib.suppress(concurrent.futures.process.BrokenProcessPool):  # the child died
+                return fu_to_bl, bl_to_fu.result()
+        return fu_to_bl, register_rigid(bl, bl_affine, fu, fu_affine, seed=seed)

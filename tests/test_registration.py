@@ -263,11 +263,14 @@ def test_fixed_image_lncc_equals_monai_and_carries_the_same_gradient(kernel_vox,
 
 
 def test_fixed_image_lncc_gradient_in_closed_form_equals_finite_differences():
-    """Float64, with flat windows where the variance floor holds and a batch of two."""
+    """Float64, a batch of two, with nearly flat windows in both images where the variance floor holds."""
     generator = torch.Generator().manual_seed(0)
     fixed = torch.rand(2, 1, 6, 7, 8, generator=generator, dtype=torch.float64)
     fixed[..., :3] = 0.5
     moving = (0.6 * fixed + 0.4 * torch.rand(2, 1, 6, 7, 8, generator=generator, dtype=torch.float64))
-    moving[0, ..., :2] = 0.25
+    moving[0, 0, 1:5, 1:6, 2:7] = 0.25 + 0.04 * torch.rand(4, 5, 5, generator=generator, dtype=torch.float64)
     similarity = registration.FixedImageLNCC(fixed, 3, 0.05)
+    sums = registration._window_sums(torch.cat([moving, moving * moving], dim=1), 3)
+    moving_var = sums[:, 1:] - sums[:, :1] ** 2 / similarity.count
+    assert (moving_var < similarity.smooth_dr).any() and (moving_var > similarity.smooth_dr).any()
     assert torch.autograd.gradcheck(similarity, (moving.requires_grad_(),), eps=1e-6, atol=1e-8)

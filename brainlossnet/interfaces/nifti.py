@@ -19,11 +19,11 @@ def load_image(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 STAGE_IMAGE_SUFFIX = ".nii"
 """Extension of the images the stages write into the work dir: uncompressed NIfTI.
 
-Gzip shrinks these float32 images only to about 70 % (intensities with noise, displacement
-fields) and writing one took 1.4-2.6 s on the development machine, against 0.05 s
-uncompressed: about 15 s of every pair's run for 8 images, and reading each back again
-costs more. The work dir grows by about a third; the derivatives are still ``.nii.gz``
-(the writer compresses them on copy).
+Gzip shrinks these float32 images only to about three quarters of their size (noisy
+intensities; the displacement fields to 93 %) and writing one took 1.4-2.6 s on the
+development machine, against 0.05 s uncompressed: about 15 s of every pair's run for 8
+images, and reading each back again costs more. The work dir grows by about a third; the
+derivatives are still ``.nii.gz`` (the writer compresses them on copy).
 """
 
 
