@@ -4,9 +4,9 @@ The pair: BL is a real head scan; FU is the same scan moved rigidly (2 degrees, 
 resampled once onto a larger grid, with its own noise (a rescan, no atrophy). Each stage
 runs in a fresh worker process, several times; the table gives the median time, the peak
 resident memory of that worker (not counting the child process in which the rigid stage
-runs its second registration), and each stage's share of the summed pipeline; ``in pair s``
-is the median time of each stage inside the whole-pair runs. The whole
-pair is then run through the Pydra workflow (cf worker) with a fresh cache each time.
+runs its second registration), and each stage's share of the summed pipeline. The whole
+pair is then run through the Pydra workflow (cf worker) with a fresh cache each time;
+``in pair s`` is the median time of each stage inside those whole-pair runs.
 
     python benchmarks/pair_speed.py ../shared/data/chris_t1.nii.gz --repeats 3 --nprocs 2
 

@@ -214,19 +214,18 @@ class _LNCCWithFixedStatistics(torch.autograd.Function):
         moving_sum, moving_sq_sum, product_sum = sums[:, :1], sums[:, 1:2], sums[:, 2:]
         cross = product_sum - moving_sum * fixed_sum / count
         moving_var_raw = moving_sq_sum - moving_sum * moving_sum / count
-        moving_var = torch.clamp(moving_var_raw, min=smooth_dr)
-        ctx.save_for_backward(moving, fixed, fixed_sum, fixed_var, moving_sum, cross, moving_var, moving_var_raw)
+        ctx.save_for_backward(moving, fixed, fixed_sum, fixed_var, moving_sum, cross, moving_var_raw)
         ctx.kernel_vox, ctx.count, ctx.smooth_dr = kernel_vox, count, smooth_dr
-        return -torch.mean(cross * cross / (fixed_var * moving_var))
+        return -torch.mean(cross * cross / (fixed_var * torch.clamp(moving_var_raw, min=smooth_dr)))
 
     @staticmethod
     @once_differentiable
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        moving, fixed, fixed_sum, fixed_var, moving_sum, cross, moving_var, moving_var_raw = ctx.saved_tensors
+        moving, fixed, fixed_sum, fixed_var, moving_sum, cross, moving_var_raw = ctx.saved_tensors
         scale = grad_loss / cross.numel()
-        ratio = cross / (fixed_var * moving_var)
+        ratio = cross / (fixed_var * torch.clamp(moving_var_raw, min=ctx.smooth_dr))
         grad_cross = -2.0 * scale * ratio
         grad_var = torch.where(moving_var_raw >= ctx.smooth_dr, scale * ratio * ratio * fixed_var, 0.0)
         grad_sum = -(grad_cross * fixed_sum + 2.0 * grad_var * moving_sum) / ctx.count
