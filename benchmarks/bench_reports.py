@@ -53,7 +53,7 @@ def from_intermediates(prefix: str) -> PairImages:
     for side, session in (("bl", bl), ("fu", fu)):
         stem = base.parent / f"{subject}_ses-{session}_{pair}_space-halfway"
         files[f"{side}_halfway"] = Path(f"{stem}_T1w.nii.gz")
-        files[f"{side}_parenchyma"] = Path(f"{stem}_label-parenchyma_mask.nii.gz")
+        files[f"{side}_parenchyma"] = Path(f"{stem}_label-parenchyma_probseg.nii.gz")
         files[f"{side}_intracranial"] = Path(f"{stem}_label-intracranial_mask.nii.gz")
     files["field_fw"] = Path(f"{prefix}_mode-image_xfm.nii.gz")
     return load_pair_images(files)

@@ -75,14 +75,14 @@ def rescan_pair(scan: Path, shift_vox: tuple[float, float, float], noise_frac: f
     import nibabel as nib
 
     from brainlossnet.intracranial import intracranial_mask
-    from brainlossnet.parenchyma import parenchyma_mask
+    from brainlossnet.parenchyma import parenchyma_fraction
 
     image = nib.load(str(scan))
     iso, iso_affine = geometry.reslice_to_isotropic(image.get_fdata(dtype=np.float32), image.affine)
     cavity = intracranial_mask(iso)
     start = geometry.crop_box_start(cavity)
     crop = geometry.crop(iso, iso_affine, start)[0].astype(np.float32)
-    tissue = parenchyma_mask(crop, geometry.crop(cavity, iso_affine, start)[0]).astype(np.float32)
+    tissue = parenchyma_fraction(crop, geometry.crop(cavity, iso_affine, start)[0])
     # moved(x) = crop(x - shift): the BL->FU field is +shift
     moved = scipy.ndimage.shift(crop, shift_vox, order=3, mode="constant")
     moved_tissue = scipy.ndimage.shift(tissue, shift_vox, order=1, mode="constant")

@@ -141,6 +141,21 @@ def fitted_for_another_refinement(profile: CalibrationProfile, refine_steps: int
     return recorded is not None and recorded != (refine_steps, refine_fine_steps)
 
 
+def fitted_for_another_parenchyma(profile: CalibrationProfile, definition: str) -> bool:
+    """Whether ``profile`` records a parenchyma definition other than ``definition``.
+
+    The raw change is a Jacobian integral over the parenchyma map, so it depends on what the
+    map holds (a tissue fraction weighs the partial-volume voxels along the ventricles and
+    sulci, which the deformation stretches, where a binary mask counts them as all or
+    nothing; docs/accuracy.md), and m_scale holds for one definition only. A profile written
+    by ``brainlossnet calibrate`` records its pairs' definition in
+    ``fit["parenchyma_definition"]``; profiles without that record (those fitted before
+    2026-12-07, on binary masks, and the constant ``prior`` and ``paper``) are not judged.
+    """
+    recorded = profile.fit.get("parenchyma_definition")
+    return recorded is not None and recorded != definition
+
+
 def _model_family(model_version: str) -> str:
     """``blnet-reg`` of ``blnet-reg-0.1.0+acb931569afc``: the name without version and weights."""
     return model_version.split("+", 1)[0].rsplit("-", 1)[0]

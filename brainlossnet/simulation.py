@@ -131,8 +131,9 @@ def prepare_anatomy(
     cavity
         Its intracranial mask (e.g. :func:`brainlossnet.intracranial.intracranial_mask`).
     extra_definitions
-        More tissue masks for the truth's spread, e.g. ``{"pipeline": parenchyma_mask(...)}``
-        (:func:`brainlossnet.parenchyma.parenchyma_mask`); restricted to the cavity.
+        More tissue maps (binary or fractional) for the truth's spread, e.g.
+        ``{"pipeline": parenchyma_fraction(...)}`` (:func:`brainlossnet.parenchyma.parenchyma_fraction`);
+        restricted to the cavity.
 
     Raises
     ------

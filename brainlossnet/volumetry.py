@@ -56,11 +56,11 @@ def pair_volumes(
     field_bw_vox: np.ndarray,
     voxel_mm: tuple[float, float, float] | np.ndarray,
 ) -> PairVolumes:
-    """Native mask volumes and each mask's volume in the other session's space (Eqs. 1-2).
+    """Native volumes and each map's volume in the other session's space (Eqs. 1-2).
 
-    The volume a BL mask takes in FU space is the integral over the mask of the local
+    The volume a BL map takes in FU space is the integral over the map of the local
     volume ratio of the map from BL to FU, ``det(I + grad u_bw)`` (the backward field maps
-    each BL voxel to its place in FU); likewise the FU masks with the forward field. This
+    each BL voxel to its place in FU); likewise the FU maps with the forward field. This
     is the volume of the paper's warped mask, read by Jacobian integration instead of by
     summing a trilinearly resampled binary mask: no resampling of the mask's one-voxel edge,
     which left forward and backward 0.1-0.3 % apart (docs/registration.md). It needs the
@@ -69,7 +69,8 @@ def pair_volumes(
     Parameters
     ----------
     bl_parenchyma, bl_intracranial, fu_parenchyma, fu_intracranial
-        Binary (or fractional) masks on the halfway grid, shape (X, Y, Z).
+        Tissue maps on the halfway grid, shape (X, Y, Z): fractions in [0, 1] (the
+        parenchyma's, :mod:`brainlossnet.parenchyma`) or binary masks (the TIV's).
     field_fw_vox, field_bw_vox
         Pull-back displacements BL->FU and FU->BL in voxels, shape (3, X, Y, Z).
     voxel_mm

@@ -60,6 +60,18 @@ def test_a_profile_recognises_another_refinement_budget_and_unrecorded_ones_are_
     assert not calibration.fitted_for_another_refinement(older, 30, 0)  # recorded before fine steps existed
 
 
+def test_the_shipped_fits_record_this_releases_parenchyma_and_other_definitions_are_recognised():
+    from brainlossnet.parenchyma import PARENCHYMA_DEFINITION
+
+    for name in ("default", "pooled"):
+        profile = calibration.load_profile(name)
+        assert profile.fit["parenchyma_definition"] == PARENCHYMA_DEFINITION
+        assert not calibration.fitted_for_another_parenchyma(profile, PARENCHYMA_DEFINITION)
+        assert calibration.fitted_for_another_parenchyma(profile, "binary-mask")
+    for name in ("prior", "paper"):  # constants, not fits: not judged
+        assert not calibration.fitted_for_another_parenchyma(calibration.load_profile(name), "binary-mask")
+
+
 def test_a_profile_of_other_weights_is_recognised_and_unversioned_ones_are_not():
     other = calibration.load_profile().as_dict() | {"model": "blnet-reg-0.1.0+000000000000"}
     profile = calibration.profile_from_dict(other)

@@ -1,9 +1,10 @@
-"""Parenchyma = grey + white matter inside the cavity: N4, then the CSF/grey midpoint of a mixture."""
+"""Parenchyma = grey + white matter inside the cavity, as a tissue fraction: N4, then a ramp
+from the CSF mean to the grey matter mean of a three-class mixture (linear partial volume)."""
 
 import numpy as np
 import pytest
 
-from brainlossnet.parenchyma import parenchyma_mask, tissue_threshold
+from brainlossnet.parenchyma import csf_and_grey_means, parenchyma_fraction
 
 
 def three_tissue_sphere(shape=(40, 40, 40), seed=0):
@@ -18,47 +19,57 @@ def three_tissue_sphere(shape=(40, 40, 40), seed=0):
     return image.astype(np.float32), cavity, white | grey
 
 
-def test_parenchyma_mask_finds_grey_and_white_matter_and_excludes_csf():
+def test_fraction_is_one_in_grey_and_white_matter_zero_in_csf_and_outside_the_cavity():
     image, cavity, truth = three_tissue_sphere()
-    mask = parenchyma_mask(image, cavity)
-    assert mask.dtype == bool and mask.shape == image.shape
-    dice = 2 * np.sum(mask & truth) / (mask.sum() + truth.sum())
+    fraction = parenchyma_fraction(image, cavity)
+    assert fraction.dtype == np.float32 and fraction.shape == image.shape
+    assert fraction.min() >= 0.0 and fraction.max() <= 1.0
+    assert not np.any(fraction[~cavity])
+    assert np.mean(fraction[truth]) > 0.9
+    assert np.mean(fraction[cavity & ~truth]) < 0.05
+    binary = fraction > 0.5
+    dice = 2 * np.sum(binary & truth) / (binary.sum() + truth.sum())
     assert dice > 0.95
-    assert not np.any(mask & ~cavity)
 
 
-def test_parenchyma_mask_rejects_mismatched_or_empty_masks():
+def test_fraction_rejects_mismatched_or_empty_masks():
     image, cavity, _ = three_tissue_sphere()
     with pytest.raises(ValueError, match="shape"):
-        parenchyma_mask(image, cavity[:-1])
+        parenchyma_fraction(image, cavity[:-1])
     with pytest.raises(ValueError, match="empty"):
-        parenchyma_mask(image, np.zeros_like(cavity))
+        parenchyma_fraction(image, np.zeros_like(cavity))
 
 
-def test_threshold_lies_halfway_between_csf_and_grey_matter_whatever_the_class_sizes():
+def test_the_mixture_finds_the_csf_and_grey_means_whatever_the_class_sizes():
     rng = np.random.default_rng(1)
     csf, grey, white = 30.0, 70.0, 110.0
     for counts in ((50_000, 200_000, 150_000), (200_000, 60_000, 60_000)):
         intensities = np.concatenate([rng.normal(mean, 4.0, n) for mean, n in zip((csf, grey, white), counts)])
-        assert tissue_threshold(intensities) == pytest.approx((csf + grey) / 2, abs=1.0)
+        found = csf_and_grey_means(intensities)
+        assert found == pytest.approx((csf, grey), abs=1.0)
 
 
-def test_half_tissue_voxels_split_at_the_midpoint_so_volume_is_unbiased():
-    """Partial-volume voxels between CSF and grey matter: those more than half tissue count."""
+def test_partial_volume_voxels_count_with_the_tissue_they_hold():
+    """Voxels mixing CSF and grey matter: on average the map gives each its true fraction,
+    where a mask thresholded at one half would give 0 or 1."""
     rng = np.random.default_rng(2)
-    csf, grey, white = 30.0, 70.0, 110.0
-    fractions = rng.uniform(0, 1, 100_000)
-    mixed = csf + fractions * (grey - csf) + rng.normal(0, 2.0, fractions.size)
-    pure = np.concatenate([rng.normal(m, 2.0, 100_000) for m in (csf, grey, white)])
-    threshold = tissue_threshold(np.concatenate([pure, mixed]))
-    assert np.mean(mixed > threshold) == pytest.approx(np.mean(fractions), abs=0.02)
+    csf, grey = 30.0, 70.0
+    shape = (60, 60, 60)
+    true_fraction = rng.uniform(0, 1, shape)
+    classes = rng.integers(0, 4, shape)  # 0 CSF, 1 grey, 2 white, 3 mixed
+    image = np.select([classes == 0, classes == 1, classes == 2],
+                      [csf, grey, 110.0], csf + true_fraction * (grey - csf)) + rng.normal(0, 2.0, shape)
+    fraction = parenchyma_fraction(image.astype(np.float32), np.ones(shape, bool))
+    mixed = classes == 3
+    assert np.mean(fraction[mixed]) == pytest.approx(np.mean(true_fraction[mixed]), abs=0.02)
+    assert np.corrcoef(fraction[mixed], true_fraction[mixed])[0, 1] > 0.95
 
 
-def test_parenchyma_mask_is_reproducible():
-    """The mixture is fitted on a seeded sample: the mask must be the same on every run."""
+def test_fraction_is_reproducible():
+    """The mixture is fitted on a seeded sample: the map must be the same on every run."""
     from brainlossnet import phantom
 
     head = phantom.make_head(3, scale=0.5)
     cavity = head.icv_frac > 0.5
-    masks = [parenchyma_mask(head.image, cavity) for _ in range(3)]
-    assert all(np.array_equal(masks[0], mask) for mask in masks[1:])
+    maps = [parenchyma_fraction(head.image, cavity) for _ in range(3)]
+    assert all(np.array_equal(maps[0], other) for other in maps[1:])

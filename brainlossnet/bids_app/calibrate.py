@@ -21,14 +21,15 @@ simulate`` and ``brainlossnet demo``). Pairs whose status is not ``ok``, that la
 number, or that have no reference are left out and counted in the profile.
 
 The fit uses the raw changes, so the profile the results were computed with does not
-matter; the registration model and its refinement budget do: both are read from the
-per-pair ``_bvl.json`` files next to each RESULTS.tsv (the model may be given with
-``--model``) and recorded in the profile (``model``, ``fit.refinement``), so that the
-participant level can warn when a run's settings differ.
+matter; the registration model, its refinement budget and the parenchyma definition do:
+they are read from the per-pair ``_bvl.json`` files next to each RESULTS.tsv (the model may
+be given with ``--model``) and recorded in the profile (``model``, ``fit.refinement``,
+``fit.parenchyma_definition``), so that the participant level can warn when a run's
+settings differ.
 
 Exit codes: 0 written; 64 usage error (also: a number of references that is neither 1
 nor that of the tables, a table given twice); 65 the data do not allow a fit (too few pairs,
-no spread, results of several models or refinement budgets, estimates not increasing with
+no spread, results of several models, refinement budgets or parenchyma definitions, estimates not increasing with
 the reference);
 66 an input is missing; 73 the profile cannot be written.
 """
@@ -299,6 +300,20 @@ def recorded_model(records: list[dict[str, Any]], results_paths: list[Path]) -> 
     return single_recorded_value(versions, "models", results_paths)
 
 
+def recorded_parenchyma_definition(records: list[dict[str, Any]], results_paths: list[Path]) -> str | None:
+    """What the records' parenchyma maps held (:data:`brainlossnet.parenchyma.PARENCHYMA_DEFINITION`);
+    None when none records it (results of releases before 2026-12-07).
+
+    Raises
+    ------
+    CalibrationDataError
+        If the pairs were computed with more than one definition.
+    """
+    definitions = Counter(str(record["parenchyma_definition"]) for record in records
+                          if record.get("parenchyma_definition"))
+    return single_recorded_value(definitions, "parenchyma definitions", results_paths)
+
+
 def recorded_refinement(records: list[dict[str, Any]], results_paths: list[Path]) -> dict[str, int] | None:
     """The test-time refinement budget of the records: ``refine_steps`` and ``refine_fine_steps``.
 
@@ -349,6 +364,7 @@ def profile_document(
     description: str | None = None,
     plot_name: str | None = None,
     refinement: dict[str, int] | None = None,
+    parenchyma_definition: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The calibration profile JSON (format of :class:`brainlossnet.calibration.CalibrationProfile`).
@@ -357,7 +373,7 @@ def profile_document(
     both regressions (n, 95 % intervals, r², residual SD), what was left out, the source
     data, the date, the brainlossnet version, ``datasets``: one entry per results table
     (from :func:`collect_datasets`, with :func:`dataset_agreement`'s numbers), and the
-    ``refinement`` budget the pairs were computed with, when recorded.
+    ``refinement`` budget and ``parenchyma_definition`` the pairs were computed with, when recorded.
     """
     excluded: Counter[str] = Counter()
     for dataset in datasets:
@@ -395,6 +411,8 @@ def profile_document(
     statistics["datasets"] = datasets
     if refinement is not None:
         statistics["refinement"] = refinement
+    if parenchyma_definition is not None:
+        statistics["parenchyma_definition"] = parenchyma_definition
     if plot_name:
         statistics["plot"] = plot_name
     return {
@@ -529,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
                            MODEL_VERSION)
             model = MODEL_VERSION
         refinement = recorded_refinement(records, args.results)
+        parenchyma_definition = recorded_parenchyma_definition(records, args.results)
     except CalibrationDataError as err:
         LOGGER.error("%s", err)
         return EXIT_DATAERR
@@ -544,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         fit, name=args.name or output.stem, model=model, datasets=datasets,
         source_description=args.source_description, description=args.description,
         plot_name=plot_path.name if plot_path else None, refinement=refinement,
+        parenchyma_definition=parenchyma_definition,
     )
     profile_from_dict(document)  # the participant level must be able to read it
     try:

@@ -8,7 +8,7 @@ Layout and names (documented in docs/outputs.md)::
       sub-01/anat/
         sub-01_from-01_to-02_bvl.json                    every number and its provenance
         sub-01_ses-01_from-01_to-02_space-halfway_T1w.nii.gz           (--save-intermediates)
-        sub-01_ses-01_from-01_to-02_space-halfway_label-parenchyma_mask.nii.gz
+        sub-01_ses-01_from-01_to-02_space-halfway_label-parenchyma_probseg.nii.gz
         sub-01_ses-01_from-01_to-02_space-halfway_label-intracranial_mask.nii.gz
         (the same three for ses-02)
         sub-01_from-01_to-02_mode-image_xfm.nii.gz       displacement field BL -> FU
@@ -301,8 +301,8 @@ def intermediate_paths(
     -------
     dict
         ``bl_halfway``, ``fu_halfway`` (crops in the pair's halfway space),
-        ``bl_parenchyma``, ``fu_parenchyma``, ``bl_intracranial``, ``fu_intracranial``
-        (binary masks in halfway space), ``field_fw`` (BL -> FU) and ``field_bw``
+        ``bl_parenchyma``, ``fu_parenchyma`` (parenchyma fraction maps in halfway space),
+        ``bl_intracranial``, ``fu_intracranial`` (binary masks in halfway space), ``field_fw`` (BL -> FU) and ``field_bw``
         (FU -> BL) displacement fields, ``transform`` (JSON: the rigid FU -> BL
         transform and the halfway grid).
     """
@@ -312,7 +312,7 @@ def intermediate_paths(
     for side, session in (("bl", session_bl), ("fu", session_fu)):
         stem = f"sub-{subject}_ses-{session}_{pair}_space-halfway"
         paths[f"{side}_halfway"] = anat / f"{stem}_T1w.nii.gz"
-        paths[f"{side}_parenchyma"] = anat / f"{stem}_label-parenchyma_mask.nii.gz"
+        paths[f"{side}_parenchyma"] = anat / f"{stem}_label-parenchyma_probseg.nii.gz"
         paths[f"{side}_intracranial"] = anat / f"{stem}_label-intracranial_mask.nii.gz"
     paths["field_fw"] = anat / f"sub-{subject}_from-{session_bl}_to-{session_fu}_mode-image_xfm.nii.gz"
     paths["field_bw"] = anat / f"sub-{subject}_from-{session_fu}_to-{session_bl}_mode-image_xfm.nii.gz"

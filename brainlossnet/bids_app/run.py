@@ -57,6 +57,7 @@ from brainlossnet.bids_app.review import (
 from brainlossnet.bids_app.validation import validate_files
 from brainlossnet.calibration import (
     fitted_for_another_model,
+    fitted_for_another_parenchyma,
     fitted_for_another_refinement,
     load_profile,
     profile_path,
@@ -118,6 +119,7 @@ def _calibration(value: str, refine_steps: int, refine_fine_steps: int) -> str:
     A profile fitted for other weights or another refinement budget than the run's is used,
     with a warning.
     """
+    from brainlossnet.parenchyma import PARENCHYMA_DEFINITION
     from brainlossnet.registration import MODEL_VERSION
 
     try:
@@ -137,6 +139,10 @@ def _calibration(value: str, refine_steps: int, refine_fine_steps: int) -> str:
                        "this run's %d and %d: its m_scale does not hold (docs/registration.md); use a profile "
                        "fitted for these settings or refit with 'brainlossnet calibrate'",
                        profile.name, *refinement_budget(profile.fit["refinement"]), refine_steps, refine_fine_steps)
+    if fitted_for_another_parenchyma(profile, PARENCHYMA_DEFINITION):
+        LOGGER.warning("calibration profile %s was fitted on parenchyma maps of another definition (%s), not this "
+                       "release's %s: its m_scale does not hold; refit with 'brainlossnet calibrate'",
+                       profile.name, profile.fit["parenchyma_definition"], PARENCHYMA_DEFINITION)
     return str(path) if Path(value).is_file() else value
 
 

@@ -354,9 +354,9 @@ def main(argv: list[str]) -> int:
         cavity = intracranial_mask(image)
     extra = {}
     if not args.no_pipeline_mask:
-        from brainlossnet.parenchyma import parenchyma_mask
+        from brainlossnet.parenchyma import parenchyma_fraction
 
-        extra["pipeline"] = parenchyma_mask(image, cavity)
+        extra["pipeline"] = parenchyma_fraction(image, cavity)
     anatomy = simulation.prepare_anatomy(image, affine, cavity, extra)
     print(f"{args.source}: {image.shape} voxels of {np.round(anatomy.voxel_mm, 3).tolist()} mm, "
           f"cavity {anatomy.cavity.sum() * anatomy.voxel_ml:.1f} ml, "

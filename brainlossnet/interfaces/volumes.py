@@ -23,7 +23,8 @@ def measure_volumes(
     field_fw: File,
     field_bw: File,
 ) -> tuple[Path, float]:
-    """Native mask volumes and each mask's volume in the other space (ml), Eqs. 1-2.
+    """Native volumes of the parenchyma fraction maps and TIV masks, and each one's volume in
+    the other space (ml), Eqs. 1-2.
 
     Read by Jacobian integration of the other direction's field
     (:func:`~brainlossnet.volumetry.pair_volumes`).

@@ -29,8 +29,10 @@ from typing import Any, Callable, Iterator, Sequence
 import pydra
 
 from brainlossnet.calibration import DEFAULT_PROFILE, profile_path
+from brainlossnet.cpus import limit_to_share, share_per_task
 from brainlossnet.geometry import CROP_SHAPE
 from brainlossnet.interfaces.nifti import load_json
+from brainlossnet.parenchyma import PARENCHYMA_DEFINITION
 from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
 from brainlossnet.sharpness import SHARPNESS_MATCHING
 from brainlossnet.workflows.device_slots import assign_slots, device_slots
@@ -115,10 +117,16 @@ _node_events: multiprocessing.queues.SimpleQueue | None = None
 """In a worker process of :func:`run_pairs`: where :func:`run_one_pair` sends its node events."""
 
 
-def _send_node_events_to(queue: multiprocessing.queues.SimpleQueue) -> None:
-    """Initialise a worker process of :func:`run_pairs` (the queue is passed on at its start)."""
+def _init_worker(queue: multiprocessing.queues.SimpleQueue, cpus_per_pair: int) -> None:
+    """Initialise a worker process of :func:`run_pairs`: where its node events go (the queue is
+    passed on at its start), and its share of the CPUs (:func:`brainlossnet.cpus.limit_to_share`),
+    which also caps torch's threads (never raising them above ``OMP_NUM_THREADS``'s)."""
+    import torch
+
     global _node_events
     _node_events = queue
+    limit_to_share(cpus_per_pair)
+    torch.set_num_threads(min(torch.get_num_threads(), cpus_per_pair))
 
 
 def _report_node(pair: PairSpec, node: str, status: str, seconds: float | None) -> None:
@@ -136,6 +144,7 @@ def _pair_result(pair: PairSpec, outputs: Any, options: PipelineOptions) -> Pair
 
     metrics = load_json(outputs.result)
     metrics["model_version"] = MODEL_VERSION
+    metrics["parenchyma_definition"] = PARENCHYMA_DEFINITION
     metrics["stage_seconds"] = {
         stage: round(sum(float(getattr(outputs, f"{node}_s")) for node in nodes), 3)
         for stage, nodes in STAGE_NODES.items()
@@ -270,7 +279,9 @@ def run_pairs(
     ``plugin`` ``cf`` (or ``serial``) runs ``nprocs`` pairs at once, each pair's stages one
     after the other in a fresh worker process (CUDA is only ever initialised there); any
     other Pydra plugin (``slurm``) submits each pair's stages through that worker, for
-    ``nprocs`` pairs at once. With ``gpus`` the pairs are spread over those CUDA devices,
+    ``nprocs`` pairs at once; each worker may use its share of this process's CPUs
+    (:func:`brainlossnet.cpus.share_per_task` of the number of workers), so that a stage
+    starts no helper process for a CPU that another pair is using. With ``gpus`` the pairs are spread over those CUDA devices,
     at most ``max_gpu_tasks_per_device`` at once on each (see
     :mod:`brainlossnet.workflows.device_slots`); the device reaches the register stage as
     ``cuda:<id>``. Returns one result per pair, in order; a failed pair has
@@ -295,7 +306,7 @@ def run_pairs(
     stages = StageTracker(on_stage or (lambda event: None))
     with _abandoned_locks_swept(work_dir), concurrent.futures.ProcessPoolExecutor(
             max_workers=len(slots), mp_context=context,
-            initializer=_send_node_events_to, initargs=(node_events,)) as pool:
+            initializer=_init_worker, initargs=(node_events, share_per_task(len(slots)))) as pool:
         running: dict[concurrent.futures.Future, tuple[int, int]] = {}
 
         def start_next(slot: int) -> None:

@@ -132,6 +132,29 @@ def test_the_refinement_budget_of_the_results_is_recorded_and_mixed_budgets_are_
     assert "sub-000 01->02: the recorded refinement options None" in caplog.text and not out.exists()
 
 
+def _set_record(results: Path, entries: dict, only: str | None = None) -> None:
+    """Add ``entries`` to the per-pair records next to ``results`` (or to sub-``only``'s)."""
+    for path in sorted(results.parent.rglob("*_bvl.json")):
+        record = json.loads(path.read_text())
+        if only is None or record["participant_id"] == f"sub-{only}":
+            path.write_text(json.dumps(record | entries))
+
+
+def test_the_parenchyma_definition_of_the_results_is_recorded_and_mixed_ones_are_refused(tmp_path, caplog):
+    results, truth = _write_results(tmp_path / "derivatives", n=6)
+    out = tmp_path / "p.json"
+    assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 0
+    assert "parenchyma_definition" not in load_profile(out).fit  # results of a release that did not record it
+    out.unlink()
+    _set_record(results, {"parenchyma_definition": "fraction-linear-partial-volume"})
+    assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 0
+    assert load_profile(out).fit["parenchyma_definition"] == "fraction-linear-partial-volume"
+    out.unlink()
+    _set_record(results, {"parenchyma_definition": "binary-mask"}, only="002")
+    assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 65
+    assert "several parenchyma definitions" in caplog.text and not out.exists()
+
+
 def test_results_without_a_recorded_budget_give_a_profile_without_one(tmp_path):
     results, truth = _write_results(tmp_path / "derivatives", n=6)
     out = tmp_path / "p.json"

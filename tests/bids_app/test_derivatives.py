@@ -43,8 +43,8 @@ def test_names():
     assert names == {
         "bl_halfway": "sub-01/anat/sub-01_ses-1_from-1_to-2_space-halfway_T1w.nii.gz",
         "fu_halfway": "sub-01/anat/sub-01_ses-2_from-1_to-2_space-halfway_T1w.nii.gz",
-        "bl_parenchyma": "sub-01/anat/sub-01_ses-1_from-1_to-2_space-halfway_label-parenchyma_mask.nii.gz",
-        "fu_parenchyma": "sub-01/anat/sub-01_ses-2_from-1_to-2_space-halfway_label-parenchyma_mask.nii.gz",
+        "bl_parenchyma": "sub-01/anat/sub-01_ses-1_from-1_to-2_space-halfway_label-parenchyma_probseg.nii.gz",
+        "fu_parenchyma": "sub-01/anat/sub-01_ses-2_from-1_to-2_space-halfway_label-parenchyma_probseg.nii.gz",
         "bl_intracranial": "sub-01/anat/sub-01_ses-1_from-1_to-2_space-halfway_label-intracranial_mask.nii.gz",
         "fu_intracranial": "sub-01/anat/sub-01_ses-2_from-1_to-2_space-halfway_label-intracranial_mask.nii.gz",
         "field_fw": "sub-01/anat/sub-01_from-1_to-2_mode-image_xfm.nii.gz",

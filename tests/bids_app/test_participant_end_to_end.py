@@ -46,6 +46,7 @@ def test_participant_level_writes_every_number_for_each_pair(tiny_run):
                 "tiv_fu_from_bl_ml", "tiv_bl_from_fu_ml", "dbpv_fw", "dbpv_bw", "dtiv_fw", "dtiv_bw",
                 "bvl_fw", "bvl_bw", "bvl", "model_version", "calibration", "stage_seconds"):
         assert key in record, key
+    assert record["parenchyma_definition"] == "fraction-linear-partial-volume"
     assert set(record["stage_seconds"]) == {"reslice", "crop", "rigid_halfway", "segment", "register",
                                             "volumes", "correct"}
     assert not list(tiny_run.output_dir.rglob(".*tmp*"))

@@ -226,6 +226,25 @@ def test_profile_fitted_for_other_weights_is_used_with_a_warning(tmp_path, datas
     assert "was fitted for model" not in caplog.text
 
 
+def test_profile_fitted_on_another_parenchyma_definition_is_used_with_a_warning(tmp_path, dataset, monkeypatch,
+                                                                                caplog):
+    from brainlossnet.calibration import load_profile
+
+    shipped = load_profile().as_dict()
+    other = tmp_path / "binary.json"
+    other.write_text(json.dumps(shipped | {"name": "binary-fit",
+                                           "fit": shipped["fit"] | {"parenchyma_definition": "binary-mask"}}))
+    monkeypatch.setattr(participant, "run_pairs", StandInRunPairs())
+    assert main([str(dataset), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
+                 "--participant-label", "01", "--calibration", str(other)]) == 0
+    assert "calibration profile binary-fit was fitted on parenchyma maps of another definition (binary-mask)" \
+        in caplog.text
+    caplog.clear()
+    assert main([str(dataset), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
+                 "--participant-label", "01"]) == 0
+    assert "another definition" not in caplog.text
+
+
 def test_engine_failure_fails_every_pair(tmp_path, dataset, monkeypatch):
     def broken_run_pairs(pairs, **kwargs):
         raise RuntimeError("worker pool died")

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from brainlossnet.workflows.participant import PairSpec, PipelineOptions, run_pairs
+from brainlossnet.workflows.participant import PairSpec, PipelineOptions, _init_worker, run_pairs
 
 
 def test_swapping_baseline_and_followup_negates_bvl(tiny_run):
@@ -49,3 +49,31 @@ def test_empty_locks_left_by_a_killed_run_are_removed_and_live_ones_kept(tmp_pat
     assert clear_abandoned_locks(tmp_path) == [abandoned]
     assert not abandoned.exists() and fresh.exists() and owned.exists()
     assert clear_abandoned_locks(tmp_path / "missing") == []
+
+
+def test_a_worker_takes_its_share_of_the_cpus(monkeypatch):
+    """With as many pairs at once as CPUs, a worker may use one, for torch's threads too: the
+    rigid stage then starts no second process that would take a CPU from another pair."""
+    import multiprocessing
+    import os
+
+    import torch
+
+    from brainlossnet import cpus
+    from brainlossnet.workflows import participant
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(participant, "_node_events", None)
+    two_at_once, one_at_a_time = cpus.share_per_task(2), cpus.share_per_task(1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _init_worker(multiprocessing.get_context("spawn").SimpleQueue(), two_at_once)
+        assert cpus.available_cpus() == 1
+        assert torch.get_num_threads() == 1
+        _init_worker(multiprocessing.get_context("spawn").SimpleQueue(), one_at_a_time)
+        assert cpus.available_cpus() == 2
+        assert torch.get_num_threads() == 1  # never raised
+    finally:
+        cpus.limit_to_share(None)
+        torch.set_num_threads(threads)
