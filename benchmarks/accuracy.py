@@ -8,9 +8,9 @@ e.g. one per source scan: a BIDS dataset ``SIM_DIR/bids`` and its truth table
 
 1. The participant level runs on the dataset with ``--save-intermediates`` (in a child
    process; its wall and CPU time are recorded), giving each pair's halfway crops and
-   parenchyma masks and its BVL, forward and backward.
+   parenchyma maps and its BVL, forward and backward.
 2. The classical reference (:mod:`brainlossnet.jacobian_reference`) runs on the same
-   halfway crops and masks: SyN both ways, Jacobian integrated over the parenchyma mask,
+   halfway crops and maps: SyN both ways, Jacobian integrated over the parenchyma map,
    timed per pair (one ITK thread, like the pipeline). Results are kept per pair in
    ``OUTPUT_DIR/syn/`` and reused by a rerun with the same SyN settings.
 3. One table (:func:`brainlossnet.accuracy_summary.accuracy_table`) is printed and
@@ -49,6 +49,7 @@ import pandas as pd
 from brainlossnet.accuracy_summary import accuracy_table, to_markdown
 from brainlossnet.bids_app.derivatives import intermediate_paths, pair_json_path, pair_prefix
 from brainlossnet.jacobian_reference import SYN_PRESETS, SynParameters
+from brainlossnet.parenchyma import PARENCHYMA_DEFINITION
 
 KEYS = ["participant_id", "session_bl", "session_fu"]
 METHODS = {"brainlossnet": "brainlossnet", "syn": "ANTs SyN + Jacobian integration"}
@@ -118,7 +119,7 @@ def syn_rows(truth: pd.DataFrame, derivatives: Path, cache: Path, parameters: Sy
     are run; pairs already in the cache are always reported.
     """
     cache.mkdir(parents=True, exist_ok=True)
-    settings = {"parameters": parameters.as_dict(), "seed": seed}
+    settings = {"parameters": parameters.as_dict(), "seed": seed, "parenchyma": PARENCHYMA_DEFINITION}
     results: dict[tuple[str, str, str], dict] = {}
     todo = {}
     for key in truth[KEYS].itertuples(index=False, name=None):

@@ -44,7 +44,7 @@ def consistency_row(derivatives: Path, subject: str, session_bl: str, session_fu
     fu_in_bl_jacobian = float(np.sum(fu_mask * jacobian_determinant(forward)))
     bl_in_fu_warped = float(np.sum(warp(bl_mask, forward)))
     fu_in_bl_warped = float(np.sum(warp(fu_mask, backward)))
-    inside = bl_mask > 0
+    inside = bl_mask > 0.5
     composed = forward + np.stack([warp(backward[axis], forward) for axis in range(3)])
     residual_vox = np.linalg.norm(composed, axis=0)[inside]
     volume_ratio = jacobian_determinant(forward)[inside]

@@ -33,11 +33,11 @@ def process(scan: Path, scratch: Path) -> dict:
     parenchyma_file, _ = segment(in_file=cropped, intracranial=intracranial_file)
     image, affine = load_image(cropped)
     cavity = load_image(intracranial_file)[0] > 0.5
-    tissue = load_image(parenchyma_file)[0] > 0.5
+    fraction = load_image(parenchyma_file)[0]
     voxel_ml = float(np.prod(geometry.voxel_sizes_mm(affine))) / 1000
     return {
-        "image": image, "cavity": cavity, "tissue": tissue,
-        "tiv_ml": cavity.sum() * voxel_ml, "bpv_ml": tissue.sum() * voxel_ml,
+        "image": image, "cavity": cavity, "tissue": fraction > 0.5,
+        "tiv_ml": cavity.sum() * voxel_ml, "bpv_ml": float(fraction.sum()) * voxel_ml,
         "faces": geometry.faces_touched(cavity),
     }
 

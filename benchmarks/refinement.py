@@ -13,7 +13,7 @@ fields, as in the paper. Forward, backward and mean percent changes follow ``vol
 
 Optionally a real scan is checked for invented change: BL is the 1 mm crop of the scan plus
 noise; FU is the same crop moved by a fraction of a voxel (cubic) with its own noise, and its
-parenchyma mask (N4 + Atropos on BL) is moved the same way (linear, volume kept): the true
+parenchyma fraction (N4 + mixture on BL) is moved the same way (linear, volume kept): the true
 change is 0.
 
 Prints one line per pair and number of steps, then a summary table per number of steps:

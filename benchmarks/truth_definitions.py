@@ -2,7 +2,8 @@
 
 ``brainlossnet simulate`` reports the true change of several tissue definitions
 (``true_dbpv_pct`` of the soft tissue map, ``true_dbpv_pct_p0.5`` of that map thresholded at
-1/2, ``true_dbpv_pct_pipeline`` of the pipeline's own binary parenchyma mask; docs/simulate.md).
+1/2, ``true_dbpv_pct_pipeline`` of the pipeline's own parenchyma map (binary until 2026-12-07, a
+tissue fraction since); docs/simulate.md).
 The same deformation changes them by different amounts, and the ratio between them depends on
 the person's partial-volume layout. This script puts each person's raw (uncalibrated) dBPV
 of the participant level beside each definition, on the pairs without scanner distortion

@@ -141,19 +141,37 @@ def fitted_for_another_refinement(profile: CalibrationProfile, refine_steps: int
     return recorded is not None and recorded != (refine_steps, refine_fine_steps)
 
 
+LEGACY_PARENCHYMA_DEFINITION = "binary-mask"
+"""The parenchyma definition of a fitted profile that records none: ``brainlossnet calibrate``
+records it since the tissue fraction came in (2026-12-07, ninth session); before, the pipeline's
+parenchyma was a binary mask."""
+
+
+def fitted_parenchyma_definition(profile: CalibrationProfile) -> str | None:
+    """The parenchyma definition ``profile`` was fitted on; None for a profile that is no fit.
+
+    ``fit["parenchyma_definition"]`` where recorded; a profile written by ``brainlossnet
+    calibrate`` (it lists its ``fit["datasets"]``) without that record was fitted on binary
+    masks (:data:`LEGACY_PARENCHYMA_DEFINITION`); the constant ``prior`` and ``paper`` are no
+    fits.
+    """
+    recorded = profile.fit.get("parenchyma_definition")
+    if recorded is not None:
+        return str(recorded)
+    return LEGACY_PARENCHYMA_DEFINITION if "datasets" in profile.fit else None
+
+
 def fitted_for_another_parenchyma(profile: CalibrationProfile, definition: str) -> bool:
-    """Whether ``profile`` records a parenchyma definition other than ``definition``.
+    """Whether ``profile`` was fitted on another parenchyma definition than ``definition``.
 
     The raw change is a Jacobian integral over the parenchyma map, so it depends on what the
     map holds (a tissue fraction weighs the partial-volume voxels along the ventricles and
     sulci, which the deformation stretches, where a binary mask counts them as all or
-    nothing; docs/accuracy.md), and m_scale holds for one definition only. A profile written
-    by ``brainlossnet calibrate`` records its pairs' definition in
-    ``fit["parenchyma_definition"]``; profiles without that record (those fitted before
-    2026-12-07, on binary masks, and the constant ``prior`` and ``paper``) are not judged.
+    nothing; docs/accuracy.md), and m_scale holds for one definition only
+    (:func:`fitted_parenchyma_definition`).
     """
-    recorded = profile.fit.get("parenchyma_definition")
-    return recorded is not None and recorded != definition
+    fitted = fitted_parenchyma_definition(profile)
+    return fitted is not None and fitted != definition
 
 
 def _model_family(model_version: str) -> str:

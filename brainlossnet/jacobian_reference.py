@@ -4,7 +4,7 @@ Jacobian integration (JI) is the established way to turn a non-linear registrati
 a volume change: the determinant of the Jacobian of the map from one scan to the other
 is the local ratio of volumes, and its integral over a tissue mask is that tissue's
 volume in the other scan. The accuracy benchmark runs it on the same halfway images and
-parenchyma masks as the pipeline, in the same two directions, so that the two methods
+parenchyma maps as the pipeline, in the same two directions, so that the two methods
 differ only in how the deformation is found and how the volume is read from it
 (the paper's Discussion compares exactly these two ways).
 
@@ -171,7 +171,7 @@ def jacobian_volume_change(
         Halfway crops of one shape on one grid (rigidly aligned).
     bl_mask, fu_mask
         Tissue masks (binary or fractional, values in [0, 1]) of each crop: the same
-        parenchyma masks the pipeline warps.
+        parenchyma maps (tissue fractions) the pipeline integrates over.
     affine
         Common 4x4 RAS voxel-to-world matrix (its voxel size gives the volumes in ml).
     parameters, seed

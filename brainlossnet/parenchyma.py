@@ -36,7 +36,7 @@ from sklearn.mixture import GaussianMixture
 N4_SHRINK_FACTOR = 4
 N4_ITERATIONS = [20, 20]
 MIXTURE_SAMPLE_VOXELS = 200_000
-"""Voxels (drawn with a fixed seed) on which the mixture is fitted; all are classified."""
+"""Voxels (drawn with a fixed seed) on which the mixture is fitted; the fraction is read for all."""
 MIXTURE_SEED = 0
 PARENCHYMA_DEFINITION = "fraction-linear-partial-volume"
 """What the parenchyma map holds: each voxel's tissue fraction under linear partial volume
@@ -55,6 +55,11 @@ def csf_and_grey_means(intensities: np.ndarray) -> tuple[float, float]:
     -------
     tuple of float
         ``(csf_mean, grey_mean)``, the first below the second.
+
+    Raises
+    ------
+    ValueError
+        If the two means do not differ (an image without contrast inside the cavity).
     """
     values = np.asarray(intensities, dtype=np.float64).reshape(-1, 1)
     rng = np.random.default_rng(MIXTURE_SEED)
@@ -66,6 +71,9 @@ def csf_and_grey_means(intensities: np.ndarray) -> tuple[float, float]:
         random_state=MIXTURE_SEED,
     ).fit(sample)
     csf_mean, grey_mean, _ = np.sort(mixture.means_.ravel())
+    if not grey_mean - csf_mean > 1e-6 * max(abs(grey_mean), 1.0):
+        raise ValueError(f"no contrast between CSF and grey matter inside the cavity (class means {csf_mean:.6g} "
+                         f"and {grey_mean:.6g})")
     return float(csf_mean), float(grey_mean)
 
 
@@ -89,7 +97,8 @@ def parenchyma_fraction(t1w: np.ndarray, intracranial: np.ndarray) -> np.ndarray
     Raises
     ------
     ValueError
-        If the shapes differ or the intracranial mask is empty.
+        If the shapes differ, the intracranial mask is empty or the image shows no contrast
+        inside it (:func:`csf_and_grey_means`).
     """
     if t1w.shape != intracranial.shape:
         raise ValueError(f"image {t1w.shape} and mask {intracranial.shape} differ in shape")

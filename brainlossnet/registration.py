@@ -115,7 +115,7 @@ calibration person within 0.95-1.06 (0.79-1.13 without; chosen on those pairs); 
 steps recover less again. They read a sharpness difference between the scans as change
 far more than the pooled similarity, which the register stage's sharpness matching
 (:mod:`brainlossnet.sharpness`) removes for a Gaussian blur. The default since 2026-12-07, on
-the benchmark of docs/accuracy.md ("Release settings"); the ``default`` calibration profile
+the benchmark of docs/accuracy.md ("The release before: the binary mask"); the ``default`` calibration profile
 is fitted for 2, ``pooled`` for 0. The register stage takes about 9 s more per pair on 2 CPU cores.
 """
 

@@ -110,11 +110,11 @@ def register_rigid_both_ways(
     of torch) while this process computes FU -> BL. Each is the same single-threaded,
     seeded computation as when run alone, so the matrices are bitwise those of two calls
     one after the other; on an idle 2-CPU machine the stage's wall time drops by about the
-    time of one registration, less the child's start (imports, about 2 s). With as many
-    pairs running as CPUs the child shares a CPU with another pair and gains nothing.
+    time of one registration, less the child's start (imports, about 2 s).
 
     They run one after the other instead when one CPU is available
-    (:func:`~brainlossnet.cpus.available_cpus`), when this process is a daemon (a
+    (:func:`~brainlossnet.cpus.available_cpus`: a worker of the participant level running
+    beside as many other pairs as there are CPUs has a share of one), when this process is a daemon (a
     ``multiprocessing.Pool`` worker, which may not have children), or when the child
     cannot start. Spawning imports the caller's main module again in the child, as
     ``multiprocessing`` always does: a script that calls the pipeline must keep its work

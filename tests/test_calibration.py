@@ -70,6 +70,11 @@ def test_the_shipped_fits_record_this_releases_parenchyma_and_other_definitions_
         assert calibration.fitted_for_another_parenchyma(profile, "binary-mask")
     for name in ("prior", "paper"):  # constants, not fits: not judged
         assert not calibration.fitted_for_another_parenchyma(calibration.load_profile(name), "binary-mask")
+    default = calibration.load_profile().as_dict()
+    unrecorded = {key: value for key, value in default["fit"].items() if key != "parenchyma_definition"}
+    older = calibration.profile_from_dict(default | {"fit": unrecorded})  # fitted by calibrate before the fraction
+    assert calibration.fitted_parenchyma_definition(older) == calibration.LEGACY_PARENCHYMA_DEFINITION
+    assert calibration.fitted_for_another_parenchyma(older, PARENCHYMA_DEFINITION)
 
 
 def test_a_profile_of_other_weights_is_recognised_and_unversioned_ones_are_not():

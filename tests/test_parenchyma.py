@@ -40,6 +40,11 @@ def test_fraction_rejects_mismatched_or_empty_masks():
         parenchyma_fraction(image, np.zeros_like(cavity))
 
 
+def test_intensities_without_contrast_are_refused_rather_than_divided_by_zero():
+    with pytest.warns(Warning), pytest.raises(ValueError, match="no contrast"):  # the mixture warns: 1 distinct value
+        csf_and_grey_means(np.full(5000, 100.0))
+
+
 def test_the_mixture_finds_the_csf_and_grey_means_whatever_the_class_sizes():
     rng = np.random.default_rng(1)
     csf, grey, white = 30.0, 70.0, 110.0

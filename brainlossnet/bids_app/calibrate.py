@@ -51,7 +51,7 @@ import pandas as pd
 
 from brainlossnet import __version__
 from brainlossnet.bids_app.derivatives import atomic_write_json, read_pair_records
-from brainlossnet.calibration import profile_from_dict, refinement_budget
+from brainlossnet.calibration import LEGACY_PARENCHYMA_DEFINITION, profile_from_dict, refinement_budget
 from brainlossnet.calibration_fit import CalibrationFit, bvl_slope, fit_calibration
 from brainlossnet.volumetry import distortion_corrected
 
@@ -302,16 +302,19 @@ def recorded_model(records: list[dict[str, Any]], results_paths: list[Path]) -> 
 
 def recorded_parenchyma_definition(records: list[dict[str, Any]], results_paths: list[Path]) -> str | None:
     """What the records' parenchyma maps held (:data:`brainlossnet.parenchyma.PARENCHYMA_DEFINITION`);
-    None when none records it (results of releases before 2026-12-07).
+    None when none records it (results of releases before the tissue fraction, whose binary
+    masks :func:`brainlossnet.calibration.fitted_parenchyma_definition` then infers).
 
     Raises
     ------
     CalibrationDataError
-        If the pairs were computed with more than one definition.
+        If the pairs were computed with more than one definition, unrecorded (binary) ones
+        among them.
     """
-    definitions = Counter(str(record["parenchyma_definition"]) for record in records
-                          if record.get("parenchyma_definition"))
-    return single_recorded_value(definitions, "parenchyma definitions", results_paths)
+    definitions = Counter(str(record.get("parenchyma_definition") or LEGACY_PARENCHYMA_DEFINITION)
+                          for record in records)
+    definition = single_recorded_value(definitions, "parenchyma definitions", results_paths)
+    return None if definition == LEGACY_PARENCHYMA_DEFINITION else definition
 
 
 def recorded_refinement(records: list[dict[str, Any]], results_paths: list[Path]) -> dict[str, int] | None:

@@ -47,6 +47,11 @@ PIPELINE_NAME = "brainlossnet"
 BIDS_VERSION = "1.10.0"
 PAIR_JSON_GLOB = "sub-*/anat/sub-*_from-*_to-*_bvl.json"
 """Glob, relative to output_dir, of the per-pair result files."""
+PARENCHYMA_SUFFIX = "_label-parenchyma_probseg.nii.gz"
+"""Name ending of a session's parenchyma fraction map in halfway space."""
+LEGACY_PARENCHYMA_SUFFIX = "_label-parenchyma_mask.nii.gz"
+"""What releases before the tissue fraction (2026-12-07, ninth session) wrote instead: a
+binary mask; removed when its pair is written again."""
 
 _CITATION = (
     "Opfer R, Krüger J, Buddenkotte T, Spies L, Behrendt F, Schippling S, Buchert R (2024) "
@@ -312,7 +317,7 @@ def intermediate_paths(
     for side, session in (("bl", session_bl), ("fu", session_fu)):
         stem = f"sub-{subject}_ses-{session}_{pair}_space-halfway"
         paths[f"{side}_halfway"] = anat / f"{stem}_T1w.nii.gz"
-        paths[f"{side}_parenchyma"] = anat / f"{stem}_label-parenchyma_probseg.nii.gz"
+        paths[f"{side}_parenchyma"] = anat / f"{stem}{PARENCHYMA_SUFFIX}"
         paths[f"{side}_intracranial"] = anat / f"{stem}_label-intracranial_mask.nii.gz"
     paths["field_fw"] = anat / f"sub-{subject}_from-{session_bl}_to-{session_fu}_mode-image_xfm.nii.gz"
     paths["field_bw"] = anat / f"sub-{subject}_from-{session_fu}_to-{session_bl}_mode-image_xfm.nii.gz"
@@ -441,6 +446,11 @@ def write_pair(
         elif target.exists():
             target.unlink()
             LOGGER.info("%s: removed (left by an earlier run)", target)
+    for key in ("bl_parenchyma", "fu_parenchyma"):
+        legacy = targets[key].with_name(targets[key].name.replace(PARENCHYMA_SUFFIX, LEGACY_PARENCHYMA_SUFFIX))
+        if legacy.exists():
+            legacy.unlink()
+            LOGGER.info("%s: removed (the binary mask of a release before the tissue fraction)", legacy)
     record = pair_record(pair, result, bids_dir=bids_dir, options=options, intermediates=written)
     atomic_write_json(pair_json_path(output_dir, *spec), record)
     return record

@@ -58,6 +58,7 @@ from brainlossnet.bids_app.validation import validate_files
 from brainlossnet.calibration import (
     fitted_for_another_model,
     fitted_for_another_parenchyma,
+    fitted_parenchyma_definition,
     fitted_for_another_refinement,
     load_profile,
     profile_path,
@@ -116,8 +117,8 @@ def _prepare_work_dir(work_dir: Path, bids_dir: Path, output_dir: Path) -> None:
 def _calibration(value: str, refine_steps: int, refine_fine_steps: int) -> str:
     """Check a ``--calibration`` value early; return it, as an absolute path if a file.
 
-    A profile fitted for other weights or another refinement budget than the run's is used,
-    with a warning.
+    A profile fitted for other weights, another refinement budget than the run's or another
+    parenchyma definition than this release's is used, with a warning.
     """
     from brainlossnet.parenchyma import PARENCHYMA_DEFINITION
     from brainlossnet.registration import MODEL_VERSION
@@ -142,7 +143,7 @@ def _calibration(value: str, refine_steps: int, refine_fine_steps: int) -> str:
     if fitted_for_another_parenchyma(profile, PARENCHYMA_DEFINITION):
         LOGGER.warning("calibration profile %s was fitted on parenchyma maps of another definition (%s), not this "
                        "release's %s: its m_scale does not hold; refit with 'brainlossnet calibrate'",
-                       profile.name, profile.fit["parenchyma_definition"], PARENCHYMA_DEFINITION)
+                       profile.name, fitted_parenchyma_definition(profile), PARENCHYMA_DEFINITION)
     return str(path) if Path(value).is_file() else value
 
 

@@ -321,7 +321,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cavity-mask", type=Path, default=None,
                         help="intracranial mask of SRC_T1w (default: computed by deepbet)")
     parser.add_argument("--no-pipeline-mask", action="store_true",
-                        help="leave the pipeline's own parenchyma mask (brainlossnet.parenchyma) out of the truth's spread")
+                        help="leave the pipeline's own parenchyma map (brainlossnet.parenchyma) "
+                             "out of the truth's spread")
     return parser
 
 

@@ -31,14 +31,16 @@ def segment(in_file: File, intracranial: File, definition: str = PARENCHYMA_DEFI
         package's.
     """
     if definition != PARENCHYMA_DEFINITION:
-        raise ValueError(f"parenchyma definition {definition!r} requested, but this release makes {PARENCHYMA_DEFINITION!r}")
+        raise ValueError(f"parenchyma definition {definition!r} requested, "
+                         f"but this release makes {PARENCHYMA_DEFINITION!r}")
     start = time.perf_counter()
     image, affine = load_image(in_file)
     cavity, cavity_affine = load_image(intracranial)
     if cavity.shape != image.shape or not np.allclose(cavity_affine, affine, atol=1e-4):
         raise ValueError(f"{intracranial}: the TIV mask is not on the voxel grid of {in_file}")
     fraction = parenchyma_fraction(image, cavity > 0.5)
-    parenchyma_file = save_image(fraction, affine, stage_image_path(f"{stem(in_file)}_parenchyma_fraction"), np.float32)
+    parenchyma_file = save_image(fraction, affine, stage_image_path(f"{stem(in_file)}_parenchyma_fraction"),
+                                 np.float32)
     return parenchyma_file, time.perf_counter() - start
 
 

@@ -109,12 +109,17 @@ def test_missing_inputs_and_unusable_data_give_their_exit_codes(tmp_path, caplog
     assert not out.exists()
 
 
-def _set_options(results: Path, options: dict, only: str | None = None) -> None:
-    """Write ``options`` into the per-pair records next to ``results`` (or into sub-``only``'s)."""
+def _set_record(results: Path, entries: dict, only: str | None = None) -> None:
+    """Add ``entries`` to the per-pair records next to ``results`` (or to sub-``only``'s)."""
     for path in sorted(results.parent.rglob("*_bvl.json")):
         record = json.loads(path.read_text())
         if only is None or record["participant_id"] == f"sub-{only}":
-            path.write_text(json.dumps(record | {"options": options}))
+            path.write_text(json.dumps(record | entries))
+
+
+def _set_options(results: Path, options: dict, only: str | None = None) -> None:
+    """Write ``options`` into the per-pair records next to ``results`` (or into sub-``only``'s)."""
+    _set_record(results, {"options": options}, only)
 
 
 def test_the_refinement_budget_of_the_results_is_recorded_and_mixed_budgets_are_refused(tmp_path, caplog):
@@ -132,14 +137,6 @@ def test_the_refinement_budget_of_the_results_is_recorded_and_mixed_budgets_are_
     assert "sub-000 01->02: the recorded refinement options None" in caplog.text and not out.exists()
 
 
-def _set_record(results: Path, entries: dict, only: str | None = None) -> None:
-    """Add ``entries`` to the per-pair records next to ``results`` (or to sub-``only``'s)."""
-    for path in sorted(results.parent.rglob("*_bvl.json")):
-        record = json.loads(path.read_text())
-        if only is None or record["participant_id"] == f"sub-{only}":
-            path.write_text(json.dumps(record | entries))
-
-
 def test_the_parenchyma_definition_of_the_results_is_recorded_and_mixed_ones_are_refused(tmp_path, caplog):
     results, truth = _write_results(tmp_path / "derivatives", n=6)
     out = tmp_path / "p.json"
@@ -151,6 +148,10 @@ def test_the_parenchyma_definition_of_the_results_is_recorded_and_mixed_ones_are
     assert load_profile(out).fit["parenchyma_definition"] == "fraction-linear-partial-volume"
     out.unlink()
     _set_record(results, {"parenchyma_definition": "binary-mask"}, only="002")
+    assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 65
+    assert "several parenchyma definitions" in caplog.text and not out.exists()
+    caplog.clear()
+    _set_record(results, {"parenchyma_definition": None}, only="002")  # a record of a release before: a binary mask
     assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 65
     assert "several parenchyma definitions" in caplog.text and not out.exists()
 

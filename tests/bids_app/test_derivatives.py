@@ -205,6 +205,18 @@ def test_write_pair_record_and_intermediates(tmp_path):
     assert json.loads(pair_json_path(out, "01", "1", "2").read_text())["intermediates"] == {}
 
 
+def test_the_binary_masks_of_an_earlier_release_are_removed_when_the_pair_is_written_again(tmp_path):
+    pair = _pair(tmp_path)
+    out = tmp_path / "out"
+    legacy = [out / f"sub-01/anat/sub-01_ses-{s}_from-1_to-2_space-halfway_label-parenchyma_mask.nii.gz" for s in "12"]
+    for path in legacy:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"old")
+    write_pair(out, pair, _result(pair, tmp_path), bids_dir=tmp_path / "bids", options={}, save_intermediates=True)
+    assert not any(path.exists() for path in legacy)
+    assert intermediate_paths(out, "01", "1", "2")["bl_parenchyma"].exists()
+
+
 def test_failed_pair_record_replaces_old_result(tmp_path):
     pair = _pair(tmp_path)
     out = tmp_path / "out"

@@ -38,6 +38,20 @@ def test_segment_refuses_a_mask_on_another_grid(tmp_path, monkeypatch, small_pai
         segment(in_file=cropped, intracranial=shifted)
 
 
+def test_the_cache_key_changes_with_the_parenchyma_definition(tmp_path):
+    """A work dir filled by a release with another definition (binary masks) must miss."""
+    from brainlossnet.interfaces.segment import segment_task
+
+    image, mask = tmp_path / "image.nii", tmp_path / "mask.nii"
+    for path in (image, mask):
+        nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), str(path))
+    release = segment_task(in_file=image, intracranial=mask)
+    assert release.inputs.definition == "fraction-linear-partial-volume"
+    same = segment_task(in_file=image, intracranial=mask, definition="fraction-linear-partial-volume")
+    other = segment_task(in_file=image, intracranial=mask, definition="binary-mask")
+    assert release.checksum == same.checksum != other.checksum
+
+
 def test_segment_refuses_another_parenchyma_definition(tmp_path, monkeypatch, small_pair_files, small_crop):
     """The definition is a cache-key input: a request for another one must not pass silently."""
     monkeypatch.chdir(tmp_path)

@@ -52,8 +52,8 @@ def test_empty_locks_left_by_a_killed_run_are_removed_and_live_ones_kept(tmp_pat
 
 
 def test_a_worker_takes_its_share_of_the_cpus(monkeypatch):
-    """With as many pairs at once as CPUs, a worker may use one, for torch's threads too: the
-    rigid stage then starts no second process that would take a CPU from another pair."""
+    """With as many pairs at once as CPUs, a worker may use one, for torch's threads too; the
+    rigid stage reads this share (available_cpus) to decide on its second process."""
     import multiprocessing
     import os
 

@@ -280,7 +280,7 @@ def get_parser() -> argparse.ArgumentParser:
     outputs = parser.add_argument_group("Outputs")
     outputs.add_argument(
         "--save-intermediates", action="store_true",
-        help="also write the halfway images, parenchyma and intracranial masks and "
+        help="also write the halfway images, parenchyma fraction maps, intracranial masks and "
         "both displacement fields of each pair",
     )
     outputs.add_argument(
