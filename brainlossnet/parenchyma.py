@@ -14,9 +14,10 @@ the parenchyma (:func:`brainlossnet.volumetry.pair_volumes`), and a binary mask 
 voxel that is 0.6 tissue as all tissue and one that is 0.4 as none. Where the
 deformation moves the tissue/fluid interface (enlarging ventricles and sulci push on the
 partial-volume voxels along them) that edge decides how much of the change the mask sees,
-and how much partial volume a head has differs from person to person: on two people's
-simulated pairs the binary mask's share of the true change differed by 30 %
-(docs/accuracy.md, "The parenchyma as a tissue fraction"). The fraction weighs each voxel
+and how much partial volume a head has differs from person to person: under the same
+simulated -1 % deformation the binary mask's own change was 1.17 (one person) and 1.50
+(another) times the soft tissue map's (docs/accuracy.md, "The parenchyma as a tissue
+fraction"). The fraction weighs each voxel
 by the tissue it holds, as FSL SIENAX's partial-volume estimates do.
 
 Why this rule: MR noise is the same in every tissue, so one shared variance; the spread

@@ -279,10 +279,11 @@ def run_pairs(
     ``plugin`` ``cf`` (or ``serial``) runs ``nprocs`` pairs at once, each pair's stages one
     after the other in a fresh worker process (CUDA is only ever initialised there); any
     other Pydra plugin (``slurm``) submits each pair's stages through that worker, for
-    ``nprocs`` pairs at once; each worker may use its share of this process's CPUs
-    (:func:`brainlossnet.cpus.share_per_task` of the number of workers), so that a stage
-    starts no helper process for a CPU that another pair is using. With ``gpus`` the pairs are spread over those CUDA devices,
-    at most ``max_gpu_tasks_per_device`` at once on each (see
+    ``nprocs`` pairs at once. Each worker may use its share of this process's CPUs
+    (:func:`brainlossnet.cpus.share_per_task` of the number of workers), so that a stage it
+    runs starts no helper process for a CPU that another pair is using (stages that a Slurm
+    plugin submits run in their own jobs, whose CPUs Slurm sets). With ``gpus`` the pairs are
+    spread over those CUDA devices, at most ``max_gpu_tasks_per_device`` at once on each (see
     :mod:`brainlossnet.workflows.device_slots`); the device reaches the register stage as
     ``cuda:<id>``. Returns one result per pair, in order; a failed pair has
     ``status == "failed"`` and a one-line ``message``, and never stops the others, unless
