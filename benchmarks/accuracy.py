@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainlossnet.accuracy_summary import accuracy_table, to_markdown
+from brainlossnet.accuracy_summary import LARGE_GAIN_METRIC, SMALL_GAIN_METRIC, accuracy_table, to_markdown
 from brainlossnet.bids_app.derivatives import intermediate_paths, pair_json_path, pair_prefix
 from brainlossnet.jacobian_reference import SYN_PRESETS, SynParameters
 from brainlossnet.parenchyma import PARENCHYMA_DEFINITION
@@ -215,11 +215,12 @@ def pairs_markdown(pairs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-PER_SOURCE_METRICS = ("95th percentile |estimate - truth| (%)", "slope of estimate on truth")
+PER_SOURCE_METRICS = ("95th percentile |estimate - truth| (%)", "slope of estimate on truth", SMALL_GAIN_METRIC,
+                      LARGE_GAIN_METRIC)
 
 
 def per_source_markdown(pairs: pd.DataFrame) -> str:
-    """brainlossnet's error and slope per source scan and scenario: a calibration fitted on
+    """brainlossnet's error, slope and gains per source scan and scenario: a calibration fitted on
     another person can read one person high and another low, which the pooled table hides."""
     tables = {source: accuracy_table(group, {"brainlossnet": str(source)}) for source, group in pairs.groupby("source")}
     first = next(iter(tables.values()))

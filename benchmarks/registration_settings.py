@@ -1,21 +1,23 @@
 """Registration settings weighed on simulated truth: calibrated on one person, measured on others.
 
 Each setting of the test-time refinement (steps, initial step size, smoothness weight, NCC
-window, full-resolution steps: :func:`brainlossnet.registration.predict_displacement_pair`) is run on the halfway
-crops and masks that ``benchmarks/accuracy.py`` left in ``SIM_DIR/accuracy/derivatives``
-(the pipeline's own intermediates, so rigid alignment and segmentation are held fixed and
-only the registration varies). Volumes are read as the pipeline reads them
-(:func:`brainlossnet.volumetry.pair_volumes`). For every setting the calibration (Eqs. 5,
-7) is fitted on the ``--calibrate-on`` datasets (against ``true_dbpv_pct``), as the
-shipped ``default`` profile is (``--m-tiv``: m_TIV held, for calibration pairs without
-distortion), and the accuracy table of ``benchmarks/accuracy.py``
+window, full-resolution steps: :func:`brainlossnet.registration.predict_displacement_pair`) is
+run on the halfway crops and masks that ``benchmarks/accuracy.py`` left in
+``SIM_DIR/accuracy/derivatives`` (the pipeline's own intermediates, so rigid alignment and
+segmentation are held fixed and only the registration varies), after the register stage's
+sharpness matching (the setting ``sharpness_matching``, on as in the release; until 2026-12-07
+this script left it out, so its ``release`` column differed from the pipeline's fields on pairs
+with a sharpness difference). Volumes are read as the pipeline reads them
+(:func:`brainlossnet.volumetry.pair_volumes`). For every setting the calibration (Eqs. 5, 7) is
+fitted on the ``--calibrate-on`` datasets (against ``true_dbpv_pct``), as the shipped
+``default`` profile is (``--m-tiv``: m_TIV held, for calibration pairs without distortion), and
+the accuracy table of ``benchmarks/accuracy.py``
 (:func:`brainlossnet.accuracy_summary.accuracy_table`) is computed on the ``--measure-on``
 datasets with that calibration, one column per setting. Rows added: the fitted m_TIV and
-m_scale, the fit's residual SD, the raw (uncalibrated) slope of dBPV on the truth of
-the measured atrophy pairs, and per measured dataset (person) the slope of BVL on the truth
-of its atrophy pairs, with the largest distance of these from 1. Choosing settings on the
-calibration person and reading the table on the others keeps the choice from fitting the
-measured pairs.
+m_scale, the fit's residual SD, the raw (uncalibrated) slope of dBPV on the truth of the
+measured atrophy pairs, and per measured dataset (person) the slope of BVL on the truth of its
+atrophy pairs, with the largest distance of these from 1. Choosing settings on the calibration
+person and reading the table on the others keeps the choice from fitting the measured pairs.
 
 Results are cached per setting and pair in ``--cache-dir`` (JSON with the setting and the
 model version), so settings can be run by separate processes side by side and one last
@@ -49,6 +51,7 @@ from brainlossnet.bids_app.derivatives import intermediate_paths, pair_prefix
 from brainlossnet.calibration_fit import bvl_slope, fit_calibration
 from brainlossnet.geometry import voxel_sizes_mm
 from brainlossnet.interfaces.nifti import load_image
+from brainlossnet.sharpness import SHARPNESS_MATCHING, match_sharpness, relative_blur_vox2
 from brainlossnet.volumetry import brain_volume_loss, distortion_corrected, pair_volumes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,6 +70,8 @@ class RefinementSetting:
     fine_learning_rate_vox: float = registration.REFINE_FINE_LEARNING_RATE_VOX
     weights: str = ""
     """A weights file of ``brainlossnet train --export``; empty: the packaged weights."""
+    sharpness_matching: bool = SHARPNESS_MATCHING
+    """Blur the sharper scan to the other's sharpness first, as the register stage does."""
 
     def weights_bytes(self) -> bytes | None:
         """The candidate weights file's bytes, ``None`` for the packaged weights."""
@@ -87,16 +92,27 @@ class RefinementSetting:
             key, _, value = item.partition("=")
             if key not in types:
                 raise SystemExit(f"--setting {text}: unknown key {key!r} (known: {', '.join(types)})")
-            values[key] = {"int": int, "float": float, "str": str}[types[key]](value)
+            values[key] = {"int": int, "float": float, "str": str, "bool": parse_bool}[types[key]](value)
         if not name:
             raise SystemExit(f"--setting {text}: give it a name before ':'")
         return name, cls(**values)
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``1``/``yes`` or ``false``/``0``/``no`` (any case)."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise SystemExit(f"--setting: {text!r} is not a truth value (true or false)")
 
 
 def measure_pair(paths: dict[str, Path], setting: RefinementSetting, model: registration.RegistrationUNet) -> dict:
     """Raw forward/backward dBPV and dTIV (%) of one pair under ``setting``, and CPU seconds."""
     bl, affine = load_image(paths["bl_halfway"])
     fu, _ = load_image(paths["fu_halfway"])
+    if setting.sharpness_matching:
+        bl, fu = match_sharpness(bl, fu, relative_blur_vox2(bl, fu))
     masks = {name: load_image(paths[name])[0] for name in
              ("bl_parenchyma", "bl_intracranial", "fu_parenchyma", "fu_intracranial")}
     start = time.process_time()

@@ -23,6 +23,16 @@ from brainlossnet.calibration_fit import MIN_PAIRS, fit_line
 KEY_COLUMNS = ("participant_id", "session_bl", "session_fu")
 TWIN_TRUTH_TOLERANCE_PCT = 0.05
 """A scaled pair and its unscaled twin must have true changes this close (percent)."""
+NO_CHANGE_PCT = 0.05
+"""True changes of at most this size (percent) count as none in the gain rows."""
+SMALL_CHANGE_PCT = 0.75
+"""Gain rows: changes above :data:`NO_CHANGE_PCT` and below this (percent) are small, the rest large.
+
+A method whose response is proportional to the change has the same gain in both bands; the
+registration's does not (docs/registration.md, "Response to the size of the change").
+"""
+SMALL_GAIN_METRIC = f"median estimate / truth, {NO_CHANGE_PCT} < |truth| <= {SMALL_CHANGE_PCT} %"
+LARGE_GAIN_METRIC = f"median estimate / truth, |truth| > {SMALL_CHANGE_PCT} %"
 _FALSE_WORDS = {"", "0", "0.0", "false", "no", "none", "n/a", "nan", "off"}
 
 
@@ -116,6 +126,12 @@ def _slope(truth: np.ndarray, estimate: np.ndarray) -> float:
     return fit_line(truth, estimate).slope
 
 
+def _gain(truth: np.ndarray, estimate: np.ndarray, low_pct: float, high_pct: float) -> float:
+    """Median of estimate / truth over the pairs with ``low_pct < |truth| <= high_pct`` (NaN for none)."""
+    band = (np.abs(truth) > low_pct) & (np.abs(truth) <= high_pct)
+    return float(np.median(estimate[band] / truth[band])) if band.any() else float("nan")
+
+
 def _p95(values: pd.Series) -> float:
     return float(np.percentile(values, 95)) if len(values) else float("nan")
 
@@ -143,7 +159,8 @@ def accuracy_table(pairs: pd.DataFrame, methods: Mapping[str, str]) -> pd.DataFr
         Columns ``metric``, ``scenario`` and one per method. Rows, for every scenario
         and for ``all``: pairs, median and 95th percentile of ``|estimate - truth|``,
         95th percentile of ``|fw - bw|``, slope of estimate on truth (where the truth
-        spans at least 0.1 %); then the rescan 95th percentile of ``|estimate|``, the
+        spans at least 0.1 %), the median gain (estimate / truth) over small and over large
+        changes (:data:`SMALL_CHANGE_PCT`); then the rescan 95th percentile of ``|estimate|``, the
         median and largest ``|shift|`` per ``scaling`` cell (:func:`scaling_shifts`), the
         median seconds per pair, and the ratio of each method's time to the first
         method's.
@@ -163,18 +180,23 @@ def accuracy_table(pairs: pd.DataFrame, methods: Mapping[str, str]) -> pd.DataFr
             truth = valid["true_dbpv_pct"].astype(float)
             error = (valid[c["estimate"]].astype(float) - truth).abs()
             consistency = (valid[c["fw"]].astype(float) - valid[c["bw"]].astype(float)).abs()
+            estimate = valid[c["estimate"]].astype(float).to_numpy()
             stats[prefix] = {
                 "n": len(valid),
                 "median": _median(error),
                 "p95": _p95(error),
                 "fwbw": _p95(consistency.dropna()),
-                "slope": _slope(truth.to_numpy(), valid[c["estimate"]].astype(float).to_numpy()),
+                "slope": _slope(truth.to_numpy(), estimate),
+                "small": _gain(truth.to_numpy(), estimate, NO_CHANGE_PCT, SMALL_CHANGE_PCT),
+                "large": _gain(truth.to_numpy(), estimate, SMALL_CHANGE_PCT, np.inf),
             }
         add("pairs with an estimate", scenario, {p: stats[p]["n"] for p in methods})
         add("median |estimate - truth| (%)", scenario, {p: stats[p]["median"] for p in methods})
         add("95th percentile |estimate - truth| (%)", scenario, {p: stats[p]["p95"] for p in methods})
         add("95th percentile |fw - bw| (%)", scenario, {p: stats[p]["fwbw"] for p in methods})
         add("slope of estimate on truth", scenario, {p: stats[p]["slope"] for p in methods})
+        add(SMALL_GAIN_METRIC, scenario, {p: stats[p]["small"] for p in methods})
+        add(LARGE_GAIN_METRIC, scenario, {p: stats[p]["large"] for p in methods})
     rescan = pairs[pairs["scenario"].astype(str) == "rescan"]
     if len(rescan):
         add("rescan: 95th percentile |estimate| (%)", "rescan",

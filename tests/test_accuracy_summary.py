@@ -60,6 +60,15 @@ def test_table_figures_match_hand_computed_values():
     assert _value(table, "slope of estimate on truth", "atrophy", "brainlossnet") == pytest.approx(1.1)
     assert _value(table, "slope of estimate on truth", "atrophy", "ANTs SyN + JI") == pytest.approx(1.0)
     assert np.isnan(_value(table, "slope of estimate on truth", "rescan", "brainlossnet"))
+    # gain: brainlossnet is proportional (1.1 in both bands); syn's +0.2 weighs more on the small change
+    small, large = summary.SMALL_GAIN_METRIC, summary.LARGE_GAIN_METRIC
+    assert small == "median estimate / truth, 0.05 < |truth| <= 0.75 %"
+    assert large == "median estimate / truth, |truth| > 0.75 %"
+    assert _value(table, small, "atrophy", "brainlossnet") == pytest.approx(1.1)
+    assert _value(table, large, "atrophy", "brainlossnet") == pytest.approx(1.1)
+    assert _value(table, small, "atrophy", "ANTs SyN + JI") == pytest.approx(0.3 / 0.5)
+    assert _value(table, large, "atrophy", "ANTs SyN + JI") == pytest.approx(np.median([0.8, 1.3 / 1.5, 0.9]))
+    assert np.isnan(_value(table, small, "rescan", "brainlossnet"))  # no change: no gain
     assert _value(table, "95th percentile |fw - bw| (%)", "atrophy", "brainlossnet") == pytest.approx(0.1)
     assert _value(table, "95th percentile |fw - bw| (%)", "atrophy", "ANTs SyN + JI") == pytest.approx(0.4)
     assert _value(table, "rescan: 95th percentile |estimate| (%)", "rescan", "brainlossnet") == pytest.approx(0.1)
