@@ -98,47 +98,58 @@ def fitted_for_another_model(profile: CalibrationProfile, model_version: str) ->
     return _model_family(profile.model) == _model_family(model_version) and profile.model != model_version
 
 
-def refinement_budget(options: dict[str, Any]) -> tuple[int, int] | None:
-    """``(refine_steps, refine_fine_steps)`` of a pair's recorded options or a profile's ``fit["refinement"]``.
+LEGACY_FINE_LEARNING_RATE_VOX = 0.1
+"""The full-resolution step size of a record or profile that records full-resolution steps but
+no step size: the only one before the eleventh session (docs/calibration.md)."""
 
-    None when ``refine_steps`` is not recorded; a record without ``refine_fine_steps`` predates
-    that option and was computed without such steps (0).
+
+def refinement_budget(options: dict[str, Any]) -> tuple[int, int, float] | None:
+    """``(refine_steps, refine_fine_steps, refine_fine_learning_rate_vox)`` of a pair's recorded
+    options or a profile's ``fit["refinement"]``.
+
+    None when ``refine_steps`` is not recorded. A record without ``refine_fine_steps`` predates
+    that option and was computed without such steps (0); one without the step size was
+    computed with :data:`LEGACY_FINE_LEARNING_RATE_VOX`. Without full-resolution steps the step
+    size changes nothing and reads 0.
 
     Raises
     ------
     TypeError, ValueError
-        If a recorded value is not an integer.
+        If a recorded step count is not an integer or the step size not a number.
     """
     if "refine_steps" not in options:
         return None
-    return int(options["refine_steps"]), int(options.get("refine_fine_steps", 0))
+    fine_steps = int(options.get("refine_fine_steps", 0))
+    fine_learning_rate_vox = float(options.get("refine_fine_learning_rate_vox", LEGACY_FINE_LEARNING_RATE_VOX))
+    return int(options["refine_steps"]), fine_steps, fine_learning_rate_vox if fine_steps else 0.0
 
 
-def fitted_for_another_refinement(profile: CalibrationProfile, refine_steps: int, refine_fine_steps: int) -> bool:
+def fitted_for_another_refinement(profile: CalibrationProfile, run_budget: tuple[int, int, float]) -> bool:
     """Whether ``profile`` records a test-time refinement other than the one about to run.
 
-    The raw change the registration reads depends on its refinement budget (two steps at full
-    resolution read about 40 % more than none, docs/calibration.md), so m_scale holds
-    for one budget only. A profile written by ``brainlossnet calibrate`` records the budget of
-    its pairs in ``fit["refinement"]`` (``refine_steps``, ``refine_fine_steps``); profiles
-    without that record are not judged. The refinement's learning rates, smoothness and
-    window are constants of the release (:mod:`brainlossnet.registration`), not options, and
-    so not recorded.
+    The raw change the registration reads depends on its refinement (two steps at full
+    resolution read about 40 % more than none, and their step size sets how much small
+    changes read, docs/calibration.md), so m_scale holds for one refinement only. A profile
+    written by ``brainlossnet calibrate`` records that of its pairs in ``fit["refinement"]``
+    (``refine_steps``, ``refine_fine_steps``, ``refine_fine_learning_rate_vox``); profiles
+    without that record are not judged. The refinement's other constants (the pooled
+    stage's step size, smoothness, window) have not changed since budgets were recorded and
+    are not recorded.
 
     Parameters
     ----------
     profile
         A loaded profile.
-    refine_steps, refine_fine_steps
-        The budget of the run about to use it.
+    run_budget
+        The refinement of the run about to use it, as :func:`refinement_budget` reads it.
 
     Returns
     -------
     bool
-        True when the profile records a budget and it differs from the run's.
+        True when the profile records a refinement and it differs from the run's.
     """
     recorded = refinement_budget(profile.fit.get("refinement") or {})
-    return recorded is not None and recorded != (refine_steps, refine_fine_steps)
+    return recorded is not None and recorded != run_budget
 
 
 LEGACY_PARENCHYMA_DEFINITION = "binary-mask"

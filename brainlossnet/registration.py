@@ -102,28 +102,31 @@ and lowered the error against 9 (95th percentile |fw - bw| 0.147 against 0.166 %
 directions further apart (docs/registration.md).
 """
 
-REFINE_FINE_STEPS: int = 2
+REFINE_FINE_STEPS: int = 4
 """Default refinement steps with the similarity at full resolution, after the half-resolution ones.
 
 The velocity stays on the network's half-resolution grid; only the NCC is evaluated on the
 full-resolution images, warped by the upsampled displacement (:func:`refine_velocity` with
 ``full_resolution=True``), which resolves the thin cortex and sulci that 2x pooling blurs.
 On pairs simulated from six people (docs/registration.md, "Similarity at full resolution")
-2 steps raised the share of the true change the fields recover from 0.64-0.84 to 0.92-1.03
-and brought the calibrated atrophy slope of each of the five people other than the
-calibration person within 0.95-1.06 (0.79-1.13 without; chosen on those pairs); 5 or 10
-steps recover less again. They read a sharpness difference between the scans as change
-far more than the pooled similarity, which the register stage's sharpness matching
-(:mod:`brainlossnet.sharpness`) removes for a Gaussian blur. The default since 2026-12-07, on
-the benchmark of docs/accuracy.md ("The release before: the binary mask"); the ``default`` calibration profile
-is fitted for 2, ``pooled`` for 0. The register stage takes about 9 s more per pair on 2 CPU cores.
+such steps raised the share of the true change the fields recover from 0.64-0.84 to 0.92-1.03
+and brought the calibrated atrophy slopes of the people other than the calibration person
+close to 1. They read a sharpness difference between the scans as change far more than the
+pooled similarity, which the register stage's sharpness matching (:mod:`brainlossnet.sharpness`)
+removes for a Gaussian blur. Four steps of :data:`REFINE_FINE_LEARNING_RATE_VOX` since
+the eleventh session (two of 0.1 from the ninth, none before): two larger steps read small changes
+about an eighth larger than large ones, relative to their truth (docs/registration.md,
+"Response to the size of the change"). The ``default`` calibration profile is fitted for 4,
+``pooled`` for 0.
 """
 
-REFINE_FINE_LEARNING_RATE_VOX: float = 0.1
+REFINE_FINE_LEARNING_RATE_VOX: float = 0.05
 """Initial Adam step of the full-resolution stage, in half-resolution voxels (decays linearly to 0).
 
 Smaller than :data:`REFINE_LEARNING_RATE_VOX`: the stage starts from the half-resolution
-optimum and only adds detail.
+optimum and only adds detail. With 4 steps of 0.05 the median estimate / truth of the
+benchmark's atrophy pairs is about the same for small and large changes; with 2 of 0.1 it
+was 1.13 against 1.01 (docs/registration.md, "Response to the size of the change").
 """
 
 REFINE_NOISE_FLOOR: float = 0.06

@@ -46,18 +46,33 @@ def test_shipped_pooled_is_a_fit_for_the_shipped_weights_without_full_resolution
 
 
 def test_a_profile_recognises_another_refinement_budget_and_unrecorded_ones_are_not_judged():
-    from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
+    from brainlossnet.registration import REFINE_FINE_LEARNING_RATE_VOX, REFINE_FINE_STEPS, REFINE_STEPS
 
     default, pooled = calibration.load_profile(), calibration.load_profile("pooled")
-    assert not calibration.fitted_for_another_refinement(default, REFINE_STEPS, REFINE_FINE_STEPS)  # the release's
-    assert calibration.fitted_for_another_refinement(default, 30, 0)
-    assert calibration.fitted_for_another_refinement(default, 15, 2)
-    assert not calibration.fitted_for_another_refinement(pooled, REFINE_STEPS, 0)
-    assert calibration.fitted_for_another_refinement(pooled, 30, 2)
+    release = (REFINE_STEPS, REFINE_FINE_STEPS, REFINE_FINE_LEARNING_RATE_VOX)
+    assert not calibration.fitted_for_another_refinement(default, release)
+    assert calibration.fitted_for_another_refinement(default, (30, 0, 0.0))
+    assert calibration.fitted_for_another_refinement(default, (15, REFINE_FINE_STEPS, REFINE_FINE_LEARNING_RATE_VOX))
+    assert calibration.fitted_for_another_refinement(default, (30, REFINE_FINE_STEPS, 2 * REFINE_FINE_LEARNING_RATE_VOX))
+    assert not calibration.fitted_for_another_refinement(pooled, (REFINE_STEPS, 0, 0.0))
+    assert calibration.fitted_for_another_refinement(pooled, (30, 2, 0.1))
     for name in ("prior", "paper"):
-        assert not calibration.fitted_for_another_refinement(calibration.load_profile(name), 7, 7)
+        assert not calibration.fitted_for_another_refinement(calibration.load_profile(name), (7, 7, 0.7))
     older = calibration.profile_from_dict(default.as_dict() | {"fit": {"refinement": {"refine_steps": 30}}})
-    assert not calibration.fitted_for_another_refinement(older, 30, 0)  # recorded before fine steps existed
+    assert not calibration.fitted_for_another_refinement(older, (30, 0, 0.0))  # recorded before fine steps existed
+
+
+def test_the_refinement_budget_reads_older_records_as_they_were_computed():
+    assert calibration.refinement_budget({}) is None
+    assert calibration.refinement_budget({"refine_steps": 30}) == (30, 0, 0.0)
+    before_the_step_size = calibration.refinement_budget({"refine_steps": 30, "refine_fine_steps": 2})
+    assert before_the_step_size == (30, 2, calibration.LEGACY_FINE_LEARNING_RATE_VOX)
+    assert calibration.refinement_budget(
+        {"refine_steps": 30, "refine_fine_steps": 4, "refine_fine_learning_rate_vox": 0.05}) == (30, 4, 0.05)
+    assert calibration.refinement_budget(  # no full-resolution step: its size changes nothing
+        {"refine_steps": 30, "refine_fine_steps": 0, "refine_fine_learning_rate_vox": 0.05}) == (30, 0, 0.0)
+    with pytest.raises(ValueError):
+        calibration.refinement_budget({"refine_steps": 30, "refine_fine_steps": 4, "refine_fine_learning_rate_vox": "x"})
 
 
 def test_the_shipped_fits_record_this_releases_parenchyma_and_other_definitions_are_recognised():

@@ -317,25 +317,28 @@ def recorded_parenchyma_definition(records: list[dict[str, Any]], results_paths:
     return None if definition == LEGACY_PARENCHYMA_DEFINITION else definition
 
 
-def recorded_refinement(records: list[dict[str, Any]], results_paths: list[Path]) -> dict[str, int] | None:
-    """The test-time refinement budget of the records: ``refine_steps`` and ``refine_fine_steps``.
+def recorded_refinement(records: list[dict[str, Any]], results_paths: list[Path]) -> dict[str, Any] | None:
+    """The test-time refinement of the records: ``refine_steps``, ``refine_fine_steps`` and
+    ``refine_fine_learning_rate_vox``.
 
-    m_scale holds for one budget only (:func:`brainlossnet.calibration.fitted_for_another_refinement`).
-    Records written before ``--refine-fine-steps`` existed were computed without such steps;
-    records without ``options.refine_steps`` are not counted (and said so).
+    m_scale holds for one refinement only (:func:`brainlossnet.calibration.fitted_for_another_refinement`).
+    Records written before ``--refine-fine-steps`` existed were computed without such steps,
+    those before the step size was recorded with the one of that time
+    (:func:`brainlossnet.calibration.refinement_budget`); records without
+    ``options.refine_steps`` are not counted (and said so).
 
     Returns
     -------
     dict or None
-        The one budget of the records; None when none records one.
+        The one refinement of the records; None when none records one.
 
     Raises
     ------
     CalibrationDataError
-        If the pairs were computed with more than one budget, or a record's budget is not a
-        pair of integers.
+        If the pairs were computed with more than one refinement, or a record's is not
+        numbers.
     """
-    budgets: Counter[tuple[int, int]] = Counter()
+    budgets: Counter[tuple[int, int, float]] = Counter()
     unrecorded = 0
     for record in records:
         options = record.get("options") or {}
@@ -344,7 +347,8 @@ def recorded_refinement(records: list[dict[str, Any]], results_paths: list[Path]
         except (TypeError, ValueError):
             raise CalibrationDataError(
                 f"{record['participant_id']} {record['session_bl']}->{record['session_fu']}: the recorded refinement options "
-                f"{options.get('refine_steps')!r}, {options.get('refine_fine_steps')!r} are not integers"
+                f"{options.get('refine_steps')!r}, {options.get('refine_fine_steps')!r}, "
+                f"{options.get('refine_fine_learning_rate_vox')!r} are not numbers"
             ) from None
         if budget is None:
             unrecorded += 1
@@ -353,8 +357,11 @@ def recorded_refinement(records: list[dict[str, Any]], results_paths: list[Path]
     if unrecorded and budgets:
         LOGGER.warning("%d pair(s) record no refinement budget; the profile records that of the other %d",
                        unrecorded, sum(budgets.values()))
-    budget = single_recorded_value(budgets, "refinement settings (refine_steps, refine_fine_steps)", results_paths)
-    return None if budget is None else {"refine_steps": budget[0], "refine_fine_steps": budget[1]}
+    budget = single_recorded_value(
+        budgets, "refinement settings (refine_steps, refine_fine_steps, refine_fine_learning_rate_vox)", results_paths)
+    if budget is None:
+        return None
+    return dict(zip(("refine_steps", "refine_fine_steps", "refine_fine_learning_rate_vox"), budget))
 
 
 def profile_document(

@@ -64,7 +64,7 @@ from brainlossnet.calibration import (
     profile_path,
     refinement_budget,
 )
-from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
+from brainlossnet.registration import REFINE_FINE_LEARNING_RATE_VOX, REFINE_FINE_STEPS, REFINE_STEPS
 from brainlossnet.reports.flags import pair_warnings
 
 LOGGER = logging.getLogger("brainlossnet")
@@ -114,11 +114,12 @@ def _prepare_work_dir(work_dir: Path, bids_dir: Path, output_dir: Path) -> None:
         raise OutputDirError(f"{work_dir}: cannot create work directory ({err.strerror})") from None
 
 
-def _calibration(value: str, refine_steps: int, refine_fine_steps: int) -> str:
+def _calibration(value: str, refinement: dict[str, Any]) -> str:
     """Check a ``--calibration`` value early; return it, as an absolute path if a file.
 
-    A profile fitted for other weights, another refinement budget than the run's or another
-    parenchyma definition than this release's is used, with a warning.
+    A profile fitted for other weights, another refinement than the run's (``refinement``: the
+    run's recorded refinement options) or another parenchyma definition than this release's
+    is used, with a warning.
     """
     from brainlossnet.parenchyma import PARENCHYMA_DEFINITION
     from brainlossnet.registration import MODEL_VERSION
@@ -135,11 +136,12 @@ def _calibration(value: str, refine_steps: int, refine_fine_steps: int) -> str:
         LOGGER.warning("calibration profile %s was fitted for model %s, not for the installed %s: "
                        "its constants may not hold; refit with 'brainlossnet calibrate'",
                        profile.name, profile.model, MODEL_VERSION)
-    if fitted_for_another_refinement(profile, refine_steps, refine_fine_steps):
-        LOGGER.warning("calibration profile %s was fitted for --refine-steps %d --refine-fine-steps %d, not for "
-                       "this run's %d and %d: its m_scale does not hold (docs/registration.md); use a profile "
-                       "fitted for these settings or refit with 'brainlossnet calibrate'",
-                       profile.name, *refinement_budget(profile.fit["refinement"]), refine_steps, refine_fine_steps)
+    run_budget = refinement_budget(refinement)
+    if fitted_for_another_refinement(profile, run_budget):
+        LOGGER.warning("calibration profile %s was fitted for --refine-steps %d --refine-fine-steps %d (step %g), "
+                       "not for this run's %d and %d (step %g): its m_scale does not hold (docs/registration.md); "
+                       "use a profile fitted for these settings or refit with 'brainlossnet calibrate'",
+                       profile.name, *refinement_budget(profile.fit["refinement"]), *run_budget)
     if fitted_for_another_parenchyma(profile, PARENCHYMA_DEFINITION):
         LOGGER.warning("calibration profile %s was fitted on parenchyma maps of another definition (%s), not this "
                        "release's %s: its m_scale does not hold; refit with 'brainlossnet calibrate'",
@@ -170,7 +172,9 @@ def run_participant(opts: argparse.Namespace) -> int:
     filters = load_bids_filters(opts.bids_filter_file) if opts.bids_filter_file else {}
     refine_steps = REFINE_STEPS if opts.refine_steps is None else opts.refine_steps
     refine_fine_steps = REFINE_FINE_STEPS if opts.refine_fine_steps is None else opts.refine_fine_steps
-    calibration = _calibration(opts.calibration, refine_steps, refine_fine_steps)
+    refinement = {"refine_steps": refine_steps, "refine_fine_steps": refine_fine_steps,
+                  "refine_fine_learning_rate_vox": REFINE_FINE_LEARNING_RATE_VOX}
+    calibration = _calibration(opts.calibration, refinement)
     sessions = collect_sessions(layout, opts.participant_label, opts.session_label, filters)
     pairs, skipped = make_pairs(sessions, opts.pairing)
     for subject in skipped:
@@ -213,8 +217,8 @@ def run_participant(opts: argparse.Namespace) -> int:
     recorded: dict[str, Any] = {
         "pairing": opts.pairing, "device": opts.device, "calibration": calibration,
         "crop_shape": list(opts.crop_shape), "seed": opts.seed,
-        "allow_skull_stripped": opts.allow_skull_stripped, "refine_steps": refine_steps,
-        "refine_fine_steps": refine_fine_steps, "sharpness_matching": opts.sharpness_matching,
+        "allow_skull_stripped": opts.allow_skull_stripped, **refinement,
+        "sharpness_matching": opts.sharpness_matching,
     }
     records, warnings = [], []
     n_not_run = 0

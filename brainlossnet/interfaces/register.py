@@ -10,6 +10,7 @@ from fileformats.generic import File
 from brainlossnet.interfaces.nifti import load_image, save_image, stage_image_path, stem
 from brainlossnet.registration import (
     MODEL_VERSION,
+    REFINE_FINE_LEARNING_RATE_VOX,
     REFINE_FINE_STEPS,
     REFINE_NCC_KERNEL_VOX,
     REFINE_SMOOTHNESS_WEIGHT,
@@ -36,6 +37,7 @@ def register(
     device: str = "auto",
     refine_steps: int = REFINE_STEPS,
     refine_fine_steps: int = REFINE_FINE_STEPS,
+    refine_fine_learning_rate_vox: float = REFINE_FINE_LEARNING_RATE_VOX,
     refine_smoothness_weight: float = REFINE_SMOOTHNESS_WEIGHT,
     refine_ncc_kernel_vox: int = REFINE_NCC_KERNEL_VOX,
     sharpness_matching: bool = SHARPNESS_MATCHING,
@@ -54,8 +56,8 @@ def register(
     blurrier). With ``sharpness_matching`` the sharper image is blurred by it before the
     registration (:func:`~brainlossnet.sharpness.match_sharpness`).
 
-    The refinement's objective and the network's identity are inputs, with the release's
-    values as defaults, because Pydra's cache key is made of the inputs only: a work dir
+    The refinement's objective, the full-resolution stage's step size and the network's
+    identity are inputs, with the release's values as defaults, because Pydra's cache key is made of the inputs only: a work dir
     filled by another release (other weights, another smoothness) then misses instead of
     returning that release's fields. ``model_version`` must name the packaged weights.
 
@@ -75,6 +77,7 @@ def register(
     model = load_registration_model(resolve_device(device))
     forward, backward = predict_displacement_pair(
         model, bl_image, fu_image, refine_steps=refine_steps, refine_fine_steps=refine_fine_steps,
+        refine_fine_learning_rate_vox=refine_fine_learning_rate_vox,
         refine_smoothness_weight=refine_smoothness_weight, refine_ncc_kernel_vox=refine_ncc_kernel_vox,
     )
     fields = [

@@ -124,17 +124,23 @@ def _set_options(results: Path, options: dict, only: str | None = None) -> None:
 
 def test_the_refinement_budget_of_the_results_is_recorded_and_mixed_budgets_are_refused(tmp_path, caplog):
     results, truth = _write_results(tmp_path / "derivatives", n=6)
-    _set_options(results, {"refine_steps": 30, "refine_fine_steps": 2, "seed": 0})
+    _set_options(results, {"refine_steps": 30, "refine_fine_steps": 4, "refine_fine_learning_rate_vox": 0.05, "seed": 0})
     out = tmp_path / "p.json"
     assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 0
-    assert load_profile(out).fit["refinement"] == {"refine_steps": 30, "refine_fine_steps": 2}
-    _set_options(results, {"refine_steps": 30}, only="000")  # a record from before fine steps: 0 of them
+    assert load_profile(out).fit["refinement"] == {
+        "refine_steps": 30, "refine_fine_steps": 4, "refine_fine_learning_rate_vox": 0.05}
+    _set_options(results, {"refine_steps": 30, "refine_fine_steps": 4}, only="000")  # before the step size: 0.1
     out.unlink()
+    assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 65
+    assert "several refinement settings" in caplog.text and not out.exists()
+    _set_options(results, {"refine_steps": 30}, only="000")  # a record from before fine steps: 0 of them
+    caplog.clear()
     assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 65
     assert "several refinement settings" in caplog.text and not out.exists()
     _set_options(results, {"refine_steps": None}, only="000")
     assert calibrate.main([str(results), "--reference", str(truth), "-o", str(out), "--no-plot"]) == 65
     assert "sub-000 01->02: the recorded refinement options None" in caplog.text and not out.exists()
+    assert "are not numbers" in caplog.text
 
 
 def test_the_parenchyma_definition_of_the_results_is_recorded_and_mixed_ones_are_refused(tmp_path, caplog):

@@ -21,7 +21,7 @@ import pytest
 import brainlossnet.workflows.participant as participant
 from brainlossnet.bids_app.group import read_table
 from brainlossnet.bids_app.run import main
-from brainlossnet.registration import REFINE_STEPS
+from brainlossnet.registration import REFINE_FINE_LEARNING_RATE_VOX, REFINE_FINE_STEPS, REFINE_STEPS
 
 
 @pytest.fixture
@@ -174,7 +174,8 @@ def test_participant_bookkeeping_with_stand_in_run_pairs(tmp_path, dataset, monk
         ("01", "b", "c", "sub-01_ses-c_T1w.nii.gz"), ("01", "c", "a", "sub-01_ses-a_T1w.nii.gz"),
         ("02", "1", "2", "sub-02_ses-2_run-2_T1w.nii.gz"), ("02", "2", "10", "sub-02_ses-10_T1w.nii.gz")]
     assert "sub-03 skipped" in caplog.text
-    assert "calibration profile default was fitted for --refine-steps 30 --refine-fine-steps 2" in caplog.text
+    assert (f"calibration profile default was fitted for --refine-steps 30 --refine-fine-steps {REFINE_FINE_STEPS} "
+            f"(step {REFINE_FINE_LEARNING_RATE_VOX:g}), not for this run's 30 and 0 (step 0)") in caplog.text
 
     rows = read_table(out / "group_bvl.tsv")
     assert [(r["participant_id"], r["session_bl"], r["session_fu"], r["status"], r["bvl"]) for r in rows] == [
@@ -194,6 +195,7 @@ def test_participant_bookkeeping_with_stand_in_run_pairs(tmp_path, dataset, monk
     assert record["source_files"]["fu"] == "sub-01/ses-c/anat/sub-01_ses-c_T1w.nii.gz"
     assert record["options"]["pairing"] == "consecutive" and record["model_version"] == "stand-in"
     assert (record["options"]["refine_steps"], record["options"]["refine_fine_steps"]) == (REFINE_STEPS, 0)
+    assert record["options"]["refine_fine_learning_rate_vox"] == REFINE_FINE_LEARNING_RATE_VOX
 
     # sub-02 again, now ok: its rows are replaced, sub-01's kept
     monkeypatch.setattr(participant, "run_pairs", StandInRunPairs())

@@ -7,6 +7,7 @@ import pytest
 from brainlossnet.interfaces.register import register, register_task, resolve_device
 from brainlossnet.registration import (
     MODEL_VERSION,
+    REFINE_FINE_LEARNING_RATE_VOX,
     REFINE_FINE_STEPS,
     REFINE_NCC_KERNEL_VOX,
     REFINE_SMOOTHNESS_WEIGHT,
@@ -92,10 +93,11 @@ def test_the_cache_key_changes_with_the_refinement_objective_and_the_weights(tmp
         register_task(bl=bl, fu=fu, device="cpu", refine_smoothness_weight=REFINE_SMOOTHNESS_WEIGHT / 10),
         register_task(bl=bl, fu=fu, device="cpu", refine_ncc_kernel_vox=REFINE_NCC_KERNEL_VOX - 4),
         register_task(bl=bl, fu=fu, device="cpu", refine_fine_steps=REFINE_FINE_STEPS + 1),
+        register_task(bl=bl, fu=fu, device="cpu", refine_fine_learning_rate_vox=REFINE_FINE_LEARNING_RATE_VOX / 2),
         register_task(bl=bl, fu=fu, device="cpu", sharpness_matching=not SHARPNESS_MATCHING),
         register_task(bl=bl, fu=fu, device="cpu", model_version="blnet-reg-0.0.0+000000000000"),
     ]
-    assert len({release.checksum, *(task.checksum for task in others)}) == 6
+    assert len({release.checksum, *(task.checksum for task in others)}) == 7
 
 
 def test_register_refuses_weights_other_than_the_packaged_ones(tmp_path, monkeypatch):
