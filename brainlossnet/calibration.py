@@ -124,7 +124,7 @@ def refinement_budget(options: dict[str, Any]) -> tuple[int, int, float] | None:
     return int(options["refine_steps"]), fine_steps, fine_learning_rate_vox if fine_steps else 0.0
 
 
-def fitted_for_another_refinement(profile: CalibrationProfile, run_budget: tuple[int, int, float]) -> bool:
+def fitted_for_another_refinement(profile: CalibrationProfile, run_options: dict[str, Any]) -> bool:
     """Whether ``profile`` records a test-time refinement other than the one about to run.
 
     The raw change the registration reads depends on its refinement (two steps at full
@@ -140,8 +140,10 @@ def fitted_for_another_refinement(profile: CalibrationProfile, run_budget: tuple
     ----------
     profile
         A loaded profile.
-    run_budget
-        The refinement of the run about to use it, as :func:`refinement_budget` reads it.
+    run_options
+        The refinement options of the run about to use it (``refine_steps``,
+        ``refine_fine_steps``, ``refine_fine_learning_rate_vox``), read as a record's by
+        :func:`refinement_budget`.
 
     Returns
     -------
@@ -149,7 +151,7 @@ def fitted_for_another_refinement(profile: CalibrationProfile, run_budget: tuple
         True when the profile records a refinement and it differs from the run's.
     """
     recorded = refinement_budget(profile.fit.get("refinement") or {})
-    return recorded is not None and recorded != run_budget
+    return recorded is not None and recorded != refinement_budget(run_options)
 
 
 LEGACY_PARENCHYMA_DEFINITION = "binary-mask"

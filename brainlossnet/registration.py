@@ -114,7 +114,7 @@ and brought the calibrated atrophy slopes of the people other than the calibrati
 close to 1. They read a sharpness difference between the scans as change far more than the
 pooled similarity, which the register stage's sharpness matching (:mod:`brainlossnet.sharpness`)
 removes for a Gaussian blur. Four steps of :data:`REFINE_FINE_LEARNING_RATE_VOX` since
-the eleventh session (two of 0.1 from the ninth, none before): two larger steps read small changes
+the eleventh session (two of 0.1 from the seventh, none before): two larger steps read small changes
 about an eighth larger than large ones, relative to their truth (docs/registration.md,
 "Response to the size of the change"). The ``default`` calibration profile is fitted for 4,
 ``pooled`` for 0.

@@ -38,7 +38,8 @@ SHARPNESS_MATCHING: bool = True
 """Default of the registration stage: blur the sharper scan to the other's sharpness first.
 
 On a rescan pair whose FU alone was blurred by a Gaussian of variance 0.1 voxel², the pooled
-refinement alone read dBPV -0.14 % and the default with two full-resolution steps -0.90 %;
+refinement alone read dBPV -0.14 % and two full-resolution steps of 0.1 (the default from the
+seventh to the tenth session) -0.90 %;
 matched, -0.003 and -0.002 % (docs/registration.md, "Sharpness matching").
 """
 

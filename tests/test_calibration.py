@@ -45,21 +45,30 @@ def test_shipped_pooled_is_a_fit_for_the_shipped_weights_without_full_resolution
     assert "--refine-fine-steps 0" in pooled.description
 
 
+def _refinement(steps: int, fine_steps: int, fine_learning_rate_vox: float) -> dict:
+    return {"refine_steps": steps, "refine_fine_steps": fine_steps, "refine_fine_learning_rate_vox": fine_learning_rate_vox}
+
+
 def test_a_profile_recognises_another_refinement_budget_and_unrecorded_ones_are_not_judged():
     from brainlossnet.registration import REFINE_FINE_LEARNING_RATE_VOX, REFINE_FINE_STEPS, REFINE_STEPS
 
     default, pooled = calibration.load_profile(), calibration.load_profile("pooled")
-    release = (REFINE_STEPS, REFINE_FINE_STEPS, REFINE_FINE_LEARNING_RATE_VOX)
-    assert not calibration.fitted_for_another_refinement(default, release)
-    assert calibration.fitted_for_another_refinement(default, (30, 0, 0.0))
-    assert calibration.fitted_for_another_refinement(default, (15, REFINE_FINE_STEPS, REFINE_FINE_LEARNING_RATE_VOX))
-    assert calibration.fitted_for_another_refinement(default, (30, REFINE_FINE_STEPS, 2 * REFINE_FINE_LEARNING_RATE_VOX))
-    assert not calibration.fitted_for_another_refinement(pooled, (REFINE_STEPS, 0, 0.0))
-    assert calibration.fitted_for_another_refinement(pooled, (30, 2, 0.1))
+    assert not calibration.fitted_for_another_refinement(
+        default, _refinement(REFINE_STEPS, REFINE_FINE_STEPS, REFINE_FINE_LEARNING_RATE_VOX))  # the release's
+    assert calibration.fitted_for_another_refinement(default, _refinement(30, 0, REFINE_FINE_LEARNING_RATE_VOX))
+    assert calibration.fitted_for_another_refinement(default, _refinement(15, REFINE_FINE_STEPS, REFINE_FINE_LEARNING_RATE_VOX))
+    assert calibration.fitted_for_another_refinement(  # the same steps of another size
+        default, _refinement(REFINE_STEPS, REFINE_FINE_STEPS, 2 * REFINE_FINE_LEARNING_RATE_VOX))
+    assert not calibration.fitted_for_another_refinement(pooled, _refinement(REFINE_STEPS, 0, REFINE_FINE_LEARNING_RATE_VOX))
+    assert calibration.fitted_for_another_refinement(pooled, _refinement(30, 2, 0.1))
     for name in ("prior", "paper"):
-        assert not calibration.fitted_for_another_refinement(calibration.load_profile(name), (7, 7, 0.7))
+        assert not calibration.fitted_for_another_refinement(calibration.load_profile(name), _refinement(7, 7, 0.7))
     older = calibration.profile_from_dict(default.as_dict() | {"fit": {"refinement": {"refine_steps": 30}}})
-    assert not calibration.fitted_for_another_refinement(older, (30, 0, 0.0))  # recorded before fine steps existed
+    assert not calibration.fitted_for_another_refinement(older, _refinement(30, 0, 0.05))  # before fine steps existed
+    two_of_the_old_size = calibration.profile_from_dict(  # fitted before the step size was recorded: 0.1
+        default.as_dict() | {"fit": {"refinement": {"refine_steps": 30, "refine_fine_steps": 2}}})
+    assert not calibration.fitted_for_another_refinement(two_of_the_old_size, _refinement(30, 2, 0.1))
+    assert calibration.fitted_for_another_refinement(two_of_the_old_size, _refinement(30, 2, 0.05))
 
 
 def test_the_refinement_budget_reads_older_records_as_they_were_computed():

@@ -136,12 +136,11 @@ def _calibration(value: str, refinement: dict[str, Any]) -> str:
         LOGGER.warning("calibration profile %s was fitted for model %s, not for the installed %s: "
                        "its constants may not hold; refit with 'brainlossnet calibrate'",
                        profile.name, profile.model, MODEL_VERSION)
-    run_budget = refinement_budget(refinement)
-    if fitted_for_another_refinement(profile, run_budget):
+    if fitted_for_another_refinement(profile, refinement):
         LOGGER.warning("calibration profile %s was fitted for --refine-steps %d --refine-fine-steps %d (step %g), "
                        "not for this run's %d and %d (step %g): its m_scale does not hold (docs/registration.md); "
                        "use a profile fitted for these settings or refit with 'brainlossnet calibrate'",
-                       profile.name, *refinement_budget(profile.fit["refinement"]), *run_budget)
+                       profile.name, *refinement_budget(profile.fit["refinement"]), *refinement_budget(refinement))
     if fitted_for_another_parenchyma(profile, PARENCHYMA_DEFINITION):
         LOGGER.warning("calibration profile %s was fitted on parenchyma maps of another definition (%s), not this "
                        "release's %s: its m_scale does not hold; refit with 'brainlossnet calibrate'",

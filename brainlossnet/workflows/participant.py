@@ -33,7 +33,7 @@ from brainlossnet.cpus import limit_to_share, share_per_task
 from brainlossnet.geometry import CROP_SHAPE
 from brainlossnet.interfaces.nifti import load_json
 from brainlossnet.parenchyma import PARENCHYMA_DEFINITION
-from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
+from brainlossnet.registration import REFINE_FINE_LEARNING_RATE_VOX, REFINE_FINE_STEPS, REFINE_STEPS
 from brainlossnet.sharpness import SHARPNESS_MATCHING
 from brainlossnet.workflows.device_slots import assign_slots, device_slots
 from brainlossnet.workflows.pair import init_pair_wf
@@ -151,6 +151,7 @@ def _pair_result(pair: PairSpec, outputs: Any, options: PipelineOptions) -> Pair
     }
     metrics["options"] = {"crop_shape": list(options.crop_shape), "seed": options.seed,
                           "refine_steps": options.refine_steps, "refine_fine_steps": options.refine_fine_steps,
+                          "refine_fine_learning_rate_vox": REFINE_FINE_LEARNING_RATE_VOX,
                           "sharpness_matching": options.sharpness_matching}
     metrics["fu_blur_mm2"] = float(outputs.fu_blur_mm2)
     metrics["surround_ratio"] = {"bl": float(outputs.bl_surround_ratio), "fu": float(outputs.fu_surround_ratio)}

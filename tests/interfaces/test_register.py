@@ -100,6 +100,24 @@ def test_the_cache_key_changes_with_the_refinement_objective_and_the_weights(tmp
     assert len({release.checksum, *(task.checksum for task in others)}) == 7
 
 
+def test_register_passes_its_refinement_inputs_to_the_registration(tmp_path, monkeypatch):
+    from brainlossnet.interfaces import register as register_module
+
+    monkeypatch.chdir(tmp_path)
+    bl, fu = _two_images(tmp_path)
+    received = {}
+
+    def recording_pair(model, bl_image, fu_image, **refinement):
+        received.update(refinement)
+        return np.zeros((3, *bl_image.shape), np.float32), np.zeros((3, *bl_image.shape), np.float32)
+
+    monkeypatch.setattr(register_module, "predict_displacement_pair", recording_pair)
+    register(bl=bl, fu=fu, device="cpu", refine_steps=3, refine_fine_steps=5, refine_fine_learning_rate_vox=0.02,
+             refine_smoothness_weight=0.7, refine_ncc_kernel_vox=9)
+    assert received == {"refine_steps": 3, "refine_fine_steps": 5, "refine_fine_learning_rate_vox": 0.02,
+                        "refine_smoothness_weight": 0.7, "refine_ncc_kernel_vox": 9}
+
+
 def test_register_refuses_weights_other_than_the_packaged_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bl, fu = _two_images(tmp_path)

@@ -250,9 +250,10 @@ def get_parser() -> argparse.ArgumentParser:
     method.add_argument(
         "--refine-fine-steps", type=_non_negative_int, default=None, metavar="N",
         help="further refinement steps with the similarity at full resolution, after the "
-        "--refine-steps ones (default: 2; each costs 10-16 times a half-resolution step "
-        "on a CPU). The 'default' calibration profile was fitted with 2: use 0 with "
-        "'--calibration pooled', or calibrate for your choice (docs/registration.md)",
+        "--refine-steps ones (default: 4, of initial step 0.05 half-resolution voxels; each "
+        "costs 10-16 times a half-resolution step on a CPU). The 'default' calibration profile "
+        "was fitted with 4: use 0 with '--calibration pooled', or calibrate for your choice "
+        "(docs/registration.md)",
     )
     method.add_argument(
         "--no-sharpness-matching", dest="sharpness_matching", action="store_false",
