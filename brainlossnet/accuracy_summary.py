@@ -26,7 +26,7 @@ TWIN_TRUTH_TOLERANCE_PCT = 0.05
 NO_CHANGE_PCT = 0.05
 """True changes of at most this size (percent) count as none in the gain rows."""
 SMALL_CHANGE_PCT = 0.75
-"""Gain rows: changes above :data:`NO_CHANGE_PCT` and below this (percent) are small, the rest large.
+"""Gain rows: changes above :data:`NO_CHANGE_PCT` and at most this (percent) are small, larger ones large.
 
 A method whose response is proportional to the change has the same gain in both bands; the
 registration's does not (docs/registration.md, "Response to the size of the change").
@@ -178,17 +178,18 @@ def accuracy_table(pairs: pd.DataFrame, methods: Mapping[str, str]) -> pd.DataFr
             c = method_columns(prefix)
             valid = subset[np.isfinite(subset[c["estimate"]].astype(float))]
             truth = valid["true_dbpv_pct"].astype(float)
-            error = (valid[c["estimate"]].astype(float) - truth).abs()
+            estimate = valid[c["estimate"]].astype(float)
+            error = (estimate - truth).abs()
             consistency = (valid[c["fw"]].astype(float) - valid[c["bw"]].astype(float)).abs()
-            estimate = valid[c["estimate"]].astype(float).to_numpy()
+            truth_pct, estimate_pct = truth.to_numpy(), estimate.to_numpy()
             stats[prefix] = {
                 "n": len(valid),
                 "median": _median(error),
                 "p95": _p95(error),
                 "fwbw": _p95(consistency.dropna()),
-                "slope": _slope(truth.to_numpy(), estimate),
-                "small": _gain(truth.to_numpy(), estimate, NO_CHANGE_PCT, SMALL_CHANGE_PCT),
-                "large": _gain(truth.to_numpy(), estimate, SMALL_CHANGE_PCT, np.inf),
+                "slope": _slope(truth_pct, estimate_pct),
+                "small": _gain(truth_pct, estimate_pct, NO_CHANGE_PCT, SMALL_CHANGE_PCT),
+                "large": _gain(truth_pct, estimate_pct, SMALL_CHANGE_PCT, np.inf),
             }
         add("pairs with an estimate", scenario, {p: stats[p]["n"] for p in methods})
         add("median |estimate - truth| (%)", scenario, {p: stats[p]["median"] for p in methods})

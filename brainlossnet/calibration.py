@@ -98,6 +98,9 @@ def fitted_for_another_model(profile: CalibrationProfile, model_version: str) ->
     return _model_family(profile.model) == _model_family(model_version) and profile.model != model_version
 
 
+REFINEMENT_KEYS = ("refine_steps", "refine_fine_steps", "refine_fine_learning_rate_vox")
+"""The recorded options that make up a refinement, in the order of :func:`refinement_budget`."""
+
 LEGACY_FINE_LEARNING_RATE_VOX = 0.1
 """The full-resolution step size of a record or profile that records full-resolution steps but
 no step size: the only one before the eleventh session (docs/calibration.md)."""

@@ -109,9 +109,9 @@ The velocity stays on the network's half-resolution grid; only the NCC is evalua
 full-resolution images, warped by the upsampled displacement (:func:`refine_velocity` with
 ``full_resolution=True``), which resolves the thin cortex and sulci that 2x pooling blurs.
 On pairs simulated from six people (docs/registration.md, "Similarity at full resolution")
-such steps raised the share of the true change the fields recover from 0.64-0.84 to 0.92-1.03
-and brought the calibrated atrophy slopes of the people other than the calibration person
-close to 1. They read a sharpness difference between the scans as change far more than the
+two such steps of 0.1 raised the share of the true change the fields recover from 0.64-0.84
+to 0.92-1.03 and brought the calibrated atrophy slopes of the five people other than the
+calibration person within 0.95-1.06 (0.79-1.13 without). They read a sharpness difference between the scans as change far more than the
 pooled similarity, which the register stage's sharpness matching (:mod:`brainlossnet.sharpness`)
 removes for a Gaussian blur. Four steps of :data:`REFINE_FINE_LEARNING_RATE_VOX` since
 the eleventh session (two of 0.1 from the seventh, none before): two larger steps read small changes

@@ -51,7 +51,12 @@ import pandas as pd
 
 from brainlossnet import __version__
 from brainlossnet.bids_app.derivatives import atomic_write_json, read_pair_records
-from brainlossnet.calibration import LEGACY_PARENCHYMA_DEFINITION, profile_from_dict, refinement_budget
+from brainlossnet.calibration import (
+    LEGACY_PARENCHYMA_DEFINITION,
+    REFINEMENT_KEYS,
+    profile_from_dict,
+    refinement_budget,
+)
 from brainlossnet.calibration_fit import CalibrationFit, bvl_slope, fit_calibration
 from brainlossnet.volumetry import distortion_corrected
 
@@ -347,8 +352,7 @@ def recorded_refinement(records: list[dict[str, Any]], results_paths: list[Path]
         except (TypeError, ValueError):
             raise CalibrationDataError(
                 f"{record['participant_id']} {record['session_bl']}->{record['session_fu']}: the recorded refinement options "
-                f"{options.get('refine_steps')!r}, {options.get('refine_fine_steps')!r}, "
-                f"{options.get('refine_fine_learning_rate_vox')!r} are not numbers"
+                f"{', '.join(repr(options.get(key)) for key in REFINEMENT_KEYS)} are not numbers"
             ) from None
         if budget is None:
             unrecorded += 1
@@ -357,11 +361,8 @@ def recorded_refinement(records: list[dict[str, Any]], results_paths: list[Path]
     if unrecorded and budgets:
         LOGGER.warning("%d pair(s) record no refinement budget; the profile records that of the other %d",
                        unrecorded, sum(budgets.values()))
-    budget = single_recorded_value(
-        budgets, "refinement settings (refine_steps, refine_fine_steps, refine_fine_learning_rate_vox)", results_paths)
-    if budget is None:
-        return None
-    return dict(zip(("refine_steps", "refine_fine_steps", "refine_fine_learning_rate_vox"), budget))
+    budget = single_recorded_value(budgets, f"refinement settings ({', '.join(REFINEMENT_KEYS)})", results_paths)
+    return None if budget is None else dict(zip(REFINEMENT_KEYS, budget))
 
 
 def profile_document(

@@ -192,8 +192,8 @@ def run_participant(opts: argparse.Namespace) -> int:
                 len(pairs), len({p.baseline.subject for p in pairs}), opts.pairing, opts.work_dir)
     options = PipelineOptions(device=opts.device, calibration=calibration,
                               crop_shape=opts.crop_shape, seed=opts.seed,
-                              allow_skull_stripped=opts.allow_skull_stripped, refine_steps=refine_steps,
-                              refine_fine_steps=refine_fine_steps, sharpness_matching=opts.sharpness_matching)
+                              allow_skull_stripped=opts.allow_skull_stripped, **refinement,
+                              sharpness_matching=opts.sharpness_matching)
     specs = [pair.spec for pair in pairs]
     problems = validate_files([p for s in specs for p in (s.t1w_bl, s.t1w_fu)], opts.nprocs)
     for line in problems.values():

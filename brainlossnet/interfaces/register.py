@@ -57,9 +57,9 @@ def register(
     registration (:func:`~brainlossnet.sharpness.match_sharpness`).
 
     The refinement's objective, the full-resolution stage's step size and the network's
-    identity are inputs, with the release's values as defaults, because Pydra's cache key is made of the inputs only: a work dir
-    filled by another release (other weights, another smoothness) then misses instead of
-    returning that release's fields. ``model_version`` must name the packaged weights.
+    identity are inputs, with the release's values as defaults, because Pydra's cache key is
+    made of the inputs only: a work dir filled by another release (other weights, another
+    smoothness or step size) then misses instead of returning that release's fields. ``model_version`` must name the packaged weights.
 
     Raises
     ------

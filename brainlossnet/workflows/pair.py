@@ -9,7 +9,7 @@ from brainlossnet.geometry import CROP_SHAPE
 from brainlossnet.interfaces.halfway import rigid_halfway_task
 from brainlossnet.interfaces.preprocess import crop_task, reslice_task
 from brainlossnet.interfaces.register import register_task
-from brainlossnet.registration import REFINE_FINE_STEPS, REFINE_STEPS
+from brainlossnet.registration import REFINE_FINE_LEARNING_RATE_VOX, REFINE_FINE_STEPS, REFINE_STEPS
 from brainlossnet.interfaces.segment import segment_task
 from brainlossnet.interfaces.volumes import correct_task, measure_volumes_task
 from brainlossnet.sharpness import SHARPNESS_MATCHING
@@ -25,6 +25,7 @@ def init_pair_wf(
     allow_skull_stripped: bool = False,
     refine_steps: int = REFINE_STEPS,
     refine_fine_steps: int = REFINE_FINE_STEPS,
+    refine_fine_learning_rate_vox: float = REFINE_FINE_LEARNING_RATE_VOX,
     sharpness_matching: bool = SHARPNESS_MATCHING,
 ) -> pydra.Workflow:
     """Build (without running) the workflow that turns one BL/FU pair into a BVL.
@@ -32,7 +33,8 @@ def init_pair_wf(
     Inputs: ``t1w_bl``, ``t1w_fu`` (the source scans) and ``calibration`` (a profile
     JSON file). ``allow_skull_stripped`` lets the crop accept a skull-stripped scan;
     ``refine_steps`` and ``refine_fine_steps`` are the test-time refinement of the
-    registration at half and at full resolution (both 0: the network alone);
+    registration at half and at full resolution (both 0: the network alone), and
+    ``refine_fine_learning_rate_vox`` the full-resolution stage's initial step;
     ``sharpness_matching`` blurs the sharper halfway image to the other's sharpness before
     the registration (:mod:`brainlossnet.sharpness`).
     Outputs: ``result`` (JSON with every volume and percent change),
@@ -74,6 +76,7 @@ def init_pair_wf(
         device=device,
         refine_steps=refine_steps,
         refine_fine_steps=refine_fine_steps,
+        refine_fine_learning_rate_vox=refine_fine_learning_rate_vox,
         sharpness_matching=sharpness_matching,
     ))
     wf.add(measure_volumes_task(

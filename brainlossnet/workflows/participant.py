@@ -70,6 +70,7 @@ class PipelineOptions:
     allow_skull_stripped: bool = False
     refine_steps: int = REFINE_STEPS
     refine_fine_steps: int = REFINE_FINE_STEPS
+    refine_fine_learning_rate_vox: float = REFINE_FINE_LEARNING_RATE_VOX
     sharpness_matching: bool = SHARPNESS_MATCHING
 
 
@@ -89,7 +90,9 @@ def init_single_pair_wf(pair: PairSpec, *, options: PipelineOptions) -> pydra.Wo
     """The pair workflow with one pair's scans and the calibration file as inputs (built, not run)."""
     wf = init_pair_wf(crop_shape=options.crop_shape, device=options.device, seed=options.seed,
                       allow_skull_stripped=options.allow_skull_stripped, refine_steps=options.refine_steps,
-                      refine_fine_steps=options.refine_fine_steps, sharpness_matching=options.sharpness_matching)
+                      refine_fine_steps=options.refine_fine_steps,
+                      refine_fine_learning_rate_vox=options.refine_fine_learning_rate_vox,
+                      sharpness_matching=options.sharpness_matching)
     wf.inputs.t1w_bl = Path(pair.t1w_bl).resolve()
     wf.inputs.t1w_fu = Path(pair.t1w_fu).resolve()
     wf.inputs.calibration = profile_path(options.calibration)
@@ -151,7 +154,7 @@ def _pair_result(pair: PairSpec, outputs: Any, options: PipelineOptions) -> Pair
     }
     metrics["options"] = {"crop_shape": list(options.crop_shape), "seed": options.seed,
                           "refine_steps": options.refine_steps, "refine_fine_steps": options.refine_fine_steps,
-                          "refine_fine_learning_rate_vox": REFINE_FINE_LEARNING_RATE_VOX,
+                          "refine_fine_learning_rate_vox": options.refine_fine_learning_rate_vox,
                           "sharpness_matching": options.sharpness_matching}
     metrics["fu_blur_mm2"] = float(outputs.fu_blur_mm2)
     metrics["surround_ratio"] = {"bl": float(outputs.bl_surround_ratio), "fu": float(outputs.fu_surround_ratio)}
